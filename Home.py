@@ -1,0 +1,54 @@
+"""MedShield entry point: sign in, then the pages of the user's role (st.navigation)."""
+
+from urllib.parse import urlparse
+
+import streamlit as st
+
+st.set_page_config(page_title="MedShield", page_icon=":material/shield_lock:", layout="wide")
+
+from ui import auth  # noqa: E402
+
+PAGES = {
+    "upload": st.Page("pages/upload.py", title="Upload", icon=":material/upload:", url_path="upload"),
+    "patients": st.Page("pages/patients.py", title="Patients", icon=":material/groups:", url_path="patients"),
+    "admin": st.Page("pages/admin.py", title="Admin", icon=":material/manage_accounts:", url_path="admin"),
+    "audit": st.Page("pages/audit.py", title="Audit", icon=":material/fact_check:", url_path="audit"),
+    "account": st.Page("pages/account.py", title="My account", icon=":material/person:", url_path="account"),
+}
+# What each role sees. core.security decides what each role may do; this only hides.
+ROLE_PAGES = {
+    "technician": ["upload", "patients", "account"],
+    "doctor": ["patients", "account"],
+    "admin": ["admin", "audit", "account"],
+}
+
+
+def _login_placeholder() -> None:
+    """The page shown while signed out (the form itself is drawn by the gate)."""
+
+
+if "requested_path" not in st.session_state:  # a deep link or reload: remember where to go
+    try:
+        st.session_state["requested_path"] = urlparse(st.context.url or "").path.strip("/").rsplit("/", 1)[-1]
+    except Exception:  # st.context.url is absent outside a browser session
+        st.session_state["requested_path"] = ""
+
+user = auth.login_gate()
+if user is None:
+    st.navigation([st.Page(_login_placeholder, title="Sign in", url_path="signin")], position="hidden").run()
+    st.stop()
+
+auth.sidebar_account(user)
+if user.must_change_password:
+    st.warning("Choose a new password before you continue.")
+    st.navigation([PAGES["account"]]).run()
+    st.stop()
+
+keys = ROLE_PAGES.get(user.role, ["account"])
+nav = st.navigation([PAGES[k] for k in keys])
+wanted = st.session_state.get("requested_path", "")
+if auth.COOKIE_NAME in st.context.cookies:
+    st.session_state.pop("requested_path", None)
+    if wanted in keys and nav.url_path != wanted:
+        st.switch_page(PAGES[wanted])
+nav.run()

@@ -1,0 +1,1 @@
+"""MedShield core: all behaviour, importable and testable without Streamlit."""

@@ -1,0 +1,212 @@
+"""SQLModel tables. Later capabilities add columns here (and an Alembic revision), not tables
+that duplicate these."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from sqlalchemy import JSON, Column, DateTime, LargeBinary, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(default_factory=utcnow, sa_type=DateTime(timezone=True), **kw)
+
+
+def _opt_ts(**kw: Any) -> Any:
+    return Field(default=None, sa_type=DateTime(timezone=True), **kw)
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    username: str = Field(index=True, unique=True, max_length=64)
+    name: str = Field(max_length=128)
+    email: str = Field(default="", max_length=254)
+    role: str = Field(max_length=16, index=True)
+    password_hash: str = Field(max_length=128)
+    is_active: bool = Field(default=True)
+    failed_attempts: int = Field(default=0)
+    locked_until: Optional[datetime] = _opt_ts()
+    must_change_password: bool = Field(default=False)
+    created_at: datetime = _ts()
+    last_login_at: Optional[datetime] = _opt_ts()
+
+
+class Patient(SQLModel, table=True):
+    __tablename__ = "patients"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    patient_code: str = Field(index=True, unique=True, max_length=64)  # hospital id / MRN
+    name: str = Field(default="", max_length=128)
+    age: Optional[int] = Field(default=None)
+    sex: str = Field(default="", max_length=8)  # M, F, O or empty
+    notes: str = Field(default="", sa_type=Text)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+    created_by: Optional[int] = Field(default=None, foreign_key="users.id")
+
+
+class UploadBatch(SQLModel, table=True):
+    __tablename__ = "upload_batches"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    uploaded_by: Optional[int] = Field(default=None, foreign_key="users.id")
+    created_at: datetime = _ts()
+    file_count: int = Field(default=0)
+    accepted: int = Field(default=0)
+    duplicates: int = Field(default=0)
+    rejected: int = Field(default=0)
+
+
+class Image(SQLModel, table=True):
+    __tablename__ = "images"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    sha256: str = Field(index=True, unique=True, max_length=64)  # checksum of the uploaded bytes
+    blob_key: str = Field(max_length=128)
+    thumb_key: Optional[str] = Field(default=None, max_length=128)  # PNG preview, 256 px
+    patient_id: Optional[int] = Field(default=None, foreign_key="patients.id", index=True)
+    batch_id: Optional[int] = Field(default=None, foreign_key="upload_batches.id", index=True)
+    source_name: str = Field(default="", max_length=255)  # name inside the upload (may hold PHI: never logged)
+    source_format: str = Field(max_length=16)  # png, jpeg, dicom
+    modality: str = Field(default="OT", max_length=16, index=True)
+    rows: int
+    cols: int
+    frames: int = Field(default=1)
+    channels: int = Field(default=1)
+    bit_depth: int = Field(default=8)
+    size_bytes: int
+    status: str = Field(default="uploaded", max_length=16, index=True)
+    label: Optional[str] = Field(default=None, max_length=64)  # class from a labelled dataset
+    split: Optional[str] = Field(default=None, max_length=8)  # train / val / test
+    study_date: Optional[str] = Field(default=None, max_length=8)  # DICOM YYYYMMDD, for search
+    uploaded_by: Optional[int] = Field(default=None, foreign_key="users.id")
+    uploaded_at: datetime = _ts(index=True)
+
+
+class Region(SQLModel, table=True):
+    """A sensitive region found by the detector, the DICOM header match, or a person."""
+
+    __tablename__ = "regions"
+    __table_args__ = (UniqueConstraint("image_id", "index"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    image_id: int = Field(foreign_key="images.id", index=True)
+    index: int
+    frame: int = Field(default=0)
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    cls: str = Field(max_length=32)
+    confidence: float = Field(default=1.0)
+    source: str = Field(default="detector", max_length=16)
+    dtype: str = Field(default="", max_length=16)
+    nonce: Optional[bytes] = Field(default=None, sa_type=LargeBinary)
+    ciphertext: Optional[bytes] = Field(default=None, sa_type=LargeBinary)  # includes the GCM tag
+    sealed_at: Optional[datetime] = _opt_ts()
+
+
+class Annotation(SQLModel, table=True):
+    __tablename__ = "annotations"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    image_id: int = Field(foreign_key="images.id", index=True)
+    author_id: Optional[int] = Field(default=None, foreign_key="users.id")
+    kind: str = Field(max_length=16)  # rect, polygon, mask, label
+    label: str = Field(max_length=64)
+    geometry: dict = Field(default_factory=dict, sa_column=Column(JSON))
+    status: str = Field(default="pending", max_length=16)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class ModelVersion(SQLModel, table=True):
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("task", "version"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    task: str = Field(max_length=32, index=True)  # detector, classifier-cxr, segmenter-lung...
+    name: str = Field(max_length=64)
+    version: str = Field(max_length=32)
+    path: str = Field(max_length=255)
+    sha256: str = Field(max_length=64)
+    metrics: dict = Field(default_factory=dict, sa_column=Column(JSON))
+    params: dict = Field(default_factory=dict, sa_column=Column(JSON))
+    deployed: bool = Field(default=False)
+    created_by: Optional[int] = Field(default=None, foreign_key="users.id")
+    created_at: datetime = _ts()
+
+
+class AIResult(SQLModel, table=True):
+    __tablename__ = "ai_results"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    image_id: int = Field(foreign_key="images.id", index=True)
+    model_version_id: Optional[int] = Field(default=None, foreign_key="model_versions.id")
+    task: str = Field(max_length=32)
+    input_sha256: str = Field(default="", max_length=64)
+    prediction: str = Field(default="", max_length=64)
+    probabilities: dict = Field(default_factory=dict, sa_column=Column(JSON))
+    uncertainty: Optional[float] = Field(default=None)
+    triage: str = Field(default="", max_length=16)
+    settings: dict = Field(default_factory=dict, sa_column=Column(JSON))
+    review_status: str = Field(default="pending", max_length=16, index=True)
+    reviewer_id: Optional[int] = Field(default=None, foreign_key="users.id")
+    review_comment: str = Field(default="", sa_type=Text)
+    corrected_label: Optional[str] = Field(default=None, max_length=64)
+    created_at: datetime = _ts()
+    reviewed_at: Optional[datetime] = _opt_ts()
+
+
+class Job(SQLModel, table=True):
+    __tablename__ = "jobs"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32, index=True)
+    status: str = Field(default="queued", max_length=16, index=True)
+    progress: float = Field(default=0.0)
+    message: str = Field(default="", sa_type=Text)
+    params: dict = Field(default_factory=dict, sa_column=Column(JSON))
+    result: dict = Field(default_factory=dict, sa_column=Column(JSON))
+    created_by: Optional[int] = Field(default=None, foreign_key="users.id")
+    created_at: datetime = _ts()
+    started_at: Optional[datetime] = _opt_ts()
+    finished_at: Optional[datetime] = _opt_ts()
+
+
+class AuditEvent(SQLModel, table=True):
+    """Append-only, hash-chained. Never holds pixel data or PHI values."""
+
+    __tablename__ = "audit_events"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    seq: int = Field(index=True, unique=True)
+    ts: datetime = _ts(index=True)
+    username: str = Field(default="", max_length=64, index=True)
+    role: str = Field(default="", max_length=16)
+    action: str = Field(max_length=48, index=True)
+    object_type: str = Field(default="", max_length=32)
+    object_id: str = Field(default="", max_length=64)
+    outcome: str = Field(max_length=16)  # success, failure, denied
+    detail: str = Field(default="", sa_type=Text)
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class Setting(SQLModel, table=True):
+    """Admin-editable settings (thresholds, policies) stored as JSON values."""
+
+    __tablename__ = "settings"
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: Any = Field(default=None, sa_column=Column(JSON))
+    updated_at: datetime = _ts()
+    updated_by: Optional[int] = Field(default=None, foreign_key="users.id")

@@ -1,0 +1,43 @@
+"""Turn stored pixels (any bit depth, MONOCHROME1/2, RGB, multi-frame) into 8-bit views."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image as PILImage
+
+
+def to_display_uint8(pixels: np.ndarray, *, photometric: str = "", frames: int = 1,
+                     window: tuple[float, float] | None = None) -> np.ndarray:
+    """Window/level (center, width) if given, else a robust 0.5-99.5 percentile stretch."""
+    arr = pixels[0] if frames > 1 else pixels
+    if arr.ndim == 3 and arr.shape[2] in (3, 4):
+        arr = arr[..., :3]
+        if arr.dtype == np.uint8:
+            return np.ascontiguousarray(arr)
+        lo, hi = float(arr.min()), float(arr.max())
+        return ((arr.astype(np.float32) - lo) / max(hi - lo, 1e-6) * 255).clip(0, 255).astype(np.uint8)
+    a = arr.astype(np.float32)
+    if window is not None:
+        center, width = window
+        lo, hi = center - width / 2.0, center + width / 2.0
+    elif arr.dtype == np.uint8:
+        lo, hi = 0.0, 255.0
+    else:
+        lo, hi = (float(v) for v in np.percentile(a, [0.5, 99.5]))
+        if hi <= lo:
+            lo, hi = float(a.min()), float(a.max())
+    out = ((a - lo) / max(hi - lo, 1e-6) * 255.0).clip(0, 255).astype(np.uint8)
+    if photometric.upper() == "MONOCHROME1":
+        out = 255 - out
+    return out
+
+
+def thumbnail_png(pixels: np.ndarray, *, photometric: str = "", frames: int = 1, size: int = 256) -> bytes:
+    view = to_display_uint8(pixels, photometric=photometric, frames=frames)
+    im = PILImage.fromarray(view)
+    im.thumbnail((size, size), PILImage.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()

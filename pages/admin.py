@@ -1,0 +1,71 @@
+import pandas as pd
+import streamlit as st
+
+from core.errors import MedShieldError
+from core.security import ROLES
+from core.services import users
+from ui.common import actor, attempt, fmt_ts
+
+st.header("Admin · users")
+me = actor()
+if msg := st.session_state.pop("admin_flash", None):
+    st.success(msg)
+if secret := st.session_state.pop("admin_secret", None):
+    st.warning(f"One-time password for **{secret[0]}** (shown once; they must change it at login): `{secret[1]}`")
+
+people = attempt(users.list_users, me) or []
+st.dataframe(pd.DataFrame([{
+    "user": u.username, "name": u.name, "role": u.role, "active": u.is_active,
+    "locked": "until " + fmt_ts(u.locked_until) if u.is_locked else "", "failed": u.failed_attempts,
+    "must change pw": u.must_change_password, "last login": fmt_ts(u.last_login_at),
+} for u in people]), hide_index=True, use_container_width=True)
+
+with st.expander("Create user", expanded=not people or len(people) == 1):
+    with st.form("create_user", clear_on_submit=True):
+        a, b, c = st.columns(3)
+        username = a.text_input("User name")
+        name = b.text_input("Full name")
+        role = c.selectbox("Role", ROLES)
+        email = st.text_input("E-mail (optional)")
+        if st.form_submit_button("Create"):
+            import secrets as _s
+            temp = _s.token_urlsafe(12)
+            try:
+                u = users.create_user(me, username, name, role, temp, email)
+            except MedShieldError as exc:
+                st.error(str(exc))
+            else:
+                st.session_state["admin_secret"] = (u.username, temp)
+                st.rerun()
+
+if people:
+    st.subheader("Manage a user")
+    by_name = {u.username: u for u in people}
+    pick = st.selectbox("User", list(by_name), key="admin_pick")
+    u = by_name[pick]
+    c1, c2, c3, c4 = st.columns(4)
+    if u.is_active:
+        if c1.button("Disable", use_container_width=True, disabled=u.id == me.user_id):
+            if attempt(users.set_active, me, u.id, False):
+                st.session_state["admin_flash"] = f"{u.username} disabled."
+                st.rerun()
+    elif c1.button("Enable", use_container_width=True):
+        if attempt(users.set_active, me, u.id, True):
+            st.session_state["admin_flash"] = f"{u.username} enabled."
+            st.rerun()
+    if c2.button("Unlock", use_container_width=True, disabled=not (u.is_locked or u.failed_attempts)):
+        if attempt(users.unlock, me, u.id):
+            st.session_state["admin_flash"] = f"{u.username} unlocked."
+            st.rerun()
+    if c3.button("Reset password", use_container_width=True):
+        temp = attempt(users.reset_password, me, u.id)
+        if temp:
+            st.session_state["admin_secret"] = (u.username, temp)
+            st.rerun()
+    with c4:
+        new_role = st.selectbox("Role", ROLES, index=ROLES.index(u.role), key=f"role_{u.id}",
+                                label_visibility="collapsed", disabled=u.id == me.user_id)
+        if new_role != u.role and st.button("Change role", use_container_width=True):
+            if attempt(users.set_role, me, u.id, new_role):
+                st.session_state["admin_flash"] = f"{u.username} is now {new_role}."
+                st.rerun()
