@@ -63,6 +63,7 @@ class Settings:
     master_key_b64: str | None = None
     detector_conf: float = 0.25
     detector_iou: float = 0.45
+    bcrypt_rounds: int = 12
 
     @property
     def blob_dir(self) -> Path:
@@ -109,4 +110,5 @@ def load_settings(env_file: str | os.PathLike | None = None) -> Settings:
         master_key_b64=os.environ.get("MEDSHIELD_MASTER_KEY") or None,
         detector_conf=_float("MEDSHIELD_DETECTOR_CONF", 0.25),
         detector_iou=_float("MEDSHIELD_DETECTOR_IOU", 0.45),
+        bcrypt_rounds=max(4, min(_int("MEDSHIELD_BCRYPT_ROUNDS", 12), 16)),
     )

@@ -19,12 +19,22 @@ from core.timeutil import as_utc
 
 MIN_PASSWORD = 8
 _USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
-_DUMMY_HASH = bcrypt.hashpw(b"timing-equaliser", bcrypt.gensalt(rounds=12)).decode()
+_dummy_hash: str | None = None
 
 
 def hash_password(password: str) -> str:
     _check_password_shape(password)
-    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=12)).decode()
+    rounds = get_runtime().settings.bcrypt_rounds
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=rounds)).decode()
+
+
+def _dummy() -> str:
+    """A hash to check against for unknown users, so they take as long as real ones."""
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = bcrypt.hashpw(b"timing-equaliser", bcrypt.gensalt(
+            rounds=get_runtime().settings.bcrypt_rounds)).decode()
+    return _dummy_hash
 
 
 def _check_password_shape(password: str) -> None:
@@ -89,7 +99,7 @@ def authenticate(username: str, password: str) -> UserInfo:
         user = s.exec(select(User).where(User.username == uname)).first()
         now = utcnow()
         if user is None:
-            _verify(password or "", _DUMMY_HASH)  # same time as a real check
+            _verify(password or "", _dummy())  # same time as a real check
             outcome, reason, exc = "failure", "unknown user", AuthenticationFailed(
                 "Wrong user name or password.")
         elif not user.is_active:
@@ -163,20 +173,23 @@ def record_logout(username: str, role: str, reason: str = "") -> None:
 @service(Permission.ACCOUNT_SELF)
 def change_own_password(actor: Actor, old_password: str, new_password: str) -> None:
     rt = get_runtime()
+    if old_password == new_password:
+        raise ValidationError("The new password must differ from the current one.")
+    new_hash = hash_password(new_password)
     with rt.session() as s:
         user = s.get(User, actor.user_id)
         if user is None:
             raise NotFound("Your account no longer exists.")
-        if not _verify(old_password or "", user.password_hash):
-            audit.record(rt.engine, actor.username, user.role, "user.change_password", "failure",
-                         object_type="user", object_id=actor.username, detail="wrong current password")
-            raise AuthenticationFailed("The current password is wrong.")
-        if old_password == new_password:
-            raise ValidationError("The new password must differ from the current one.")
-        user.password_hash = hash_password(new_password)
-        user.must_change_password = False
-        s.add(user)
         role = user.role
+        ok = _verify(old_password or "", user.password_hash)
+        if ok:
+            user.password_hash = new_hash
+            user.must_change_password = False
+            s.add(user)
+    if not ok:
+        audit.record(rt.engine, actor.username, role, "user.change_password", "failure",
+                     object_type="user", object_id=actor.username, detail="wrong current password")
+        raise AuthenticationFailed("The current password is wrong.")
     audit.record(rt.engine, actor.username, role, "user.change_password", "success",
                  object_type="user", object_id=actor.username)
 

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs what MedShield needs and leaves a ready virtual environment at .venv.
+# The venv is cached per hash of the requirement files (and Python version), so a second run, or
+# CI on the same machine, reuses it. Every install uses constraints.txt (torch/torchvision pins).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+PY=${PYTHON:-python3}
+DEV=${MEDSHIELD_DEV:-0}   # 1: also test tools (pytest, playwright) and the browser
+
+have_root() { [ "$(id -u)" = 0 ]; }
+apt_install() {
+  if have_root && command -v apt-get >/dev/null; then
+    echo "[install] apt-get install $*"
+    (apt-get update -qq || true) >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  else
+    echo "[install] please install with your package manager: $*" >&2
+  fi
+}
+
+# System packages: fonts for the detector's synthetic text and ultralytics (offline), and
+# Chromium for the browser test.
+fonts_missing=0
+[ -d /usr/share/fonts/truetype/dejavu ] || fonts_missing=1
+[ -d /usr/share/fonts/truetype/liberation ] || fonts_missing=1
+if [ "$fonts_missing" = 1 ]; then apt_install fonts-dejavu-core fonts-liberation fonts-freefont-ttf; fi
+if [ "$DEV" = 1 ] && [ ! -x /usr/bin/chromium ]; then apt_install chromium; fi
+
+hash=$(cat requirements.txt constraints.txt $( [ "$DEV" = 1 ] && echo requirements-dev.txt ) | \
+       { cat; "$PY" -c 'import sys; print(sys.version)'; } | sha256sum | cut -c1-16)
+CACHE=${MEDSHIELD_VENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/medshield}
+VENV="$CACHE/venv-$hash"
+if [ ! -f "$VENV/.complete" ]; then
+  echo "[install] building virtual environment $VENV (first time only)"
+  rm -rf "$VENV"
+  mkdir -p "$CACHE"
+  "$PY" -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip wheel
+  req=requirements.txt; [ "$DEV" = 1 ] && req=requirements-dev.txt
+  "$VENV/bin/pip" install -q -r "$req" -c constraints.txt
+  "$VENV/bin/pip" check
+  touch "$VENV/.complete"
+else
+  echo "[install] reusing cached virtual environment $VENV"
+fi
+ln -sfn "$VENV" "$ROOT/.venv"

@@ -1,0 +1,138 @@
+"""Shared fixtures. Core tests run against real SQLite and real PostgreSQL (`rt` is
+parametrised); nothing of our own code is mocked."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+os.environ.setdefault("MEDSHIELD_BCRYPT_ROUNDS", "4")  # fast hashes in tests; same code path
+os.environ.setdefault("MEDSHIELD_QUIET_BOOTSTRAP", "1")
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+from core import runtime as runtime_mod  # noqa: E402
+from core.config import Limits, Settings  # noqa: E402
+from core.db.engine import create_db_engine  # noqa: E402
+from core.security import Actor  # noqa: E402
+
+PG_URL = os.environ.get("MEDSHIELD_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+ADMIN_PASSWORD = "admin-pass-123"
+PASSWORD = "secret-pass-123"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def _pg_available() -> str | None:
+    try:
+        eng = create_engine(PG_URL, connect_args={"connect_timeout": 3})
+        with eng.connect() as c:
+            c.execute(text("select 1"))
+        eng.dispose()
+        return None
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        return f"PostgreSQL at {PG_URL} is not reachable: {exc.__class__.__name__}"
+
+
+@pytest.fixture(scope="session")
+def pg_schema():
+    """A private schema in the `test` database for this run, dropped at the end."""
+    why = _pg_available()
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(why + " (CI must test PostgreSQL)")
+        pytest.skip(why)
+    schema = f"medshield_test_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE SCHEMA "{schema}"'))
+    yield schema
+    with admin.connect() as c:
+        c.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+_pg_engine = None
+
+
+def _postgres_engine(schema: str):
+    global _pg_engine
+    if _pg_engine is None:
+        _pg_engine = create_db_engine(PG_URL, connect_args={"options": f"-csearch_path={schema}"})
+    return _pg_engine
+
+
+def make_settings(tmp_path: Path, database_url: str, **limits) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data", database_url=database_url, redis_url=None,
+        limits=Limits(**limits) if limits else Limits(), admin_username="admin",
+        admin_password=ADMIN_PASSWORD, bcrypt_rounds=4,
+    )
+
+
+def _truncate_pg(engine) -> None:
+    from sqlmodel import SQLModel
+
+    import core.db.models  # noqa: F401
+
+    names = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+    with engine.begin() as c:
+        c.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def rt(request, tmp_path):
+    """A configured runtime on a fresh database of each kind, with the first admin created."""
+    runtime_mod.reset()
+    if request.param == "sqlite":
+        settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'medshield.db'}")
+        r = runtime_mod.configure(settings)
+    else:
+        schema = request.getfixturevalue("pg_schema")
+        engine = _postgres_engine(schema)
+        settings = make_settings(tmp_path, PG_URL)
+        runtime_mod.configure(settings, engine=engine, bootstrap=False)
+        _truncate_pg(engine)
+        r = runtime_mod.configure(settings, engine=engine)
+    yield r
+    if request.param == "sqlite":
+        runtime_mod.reset()
+    else:
+        runtime_mod._runtime = None  # keep the shared PostgreSQL engine open
+
+
+@pytest.fixture
+def sqlite_rt(tmp_path):
+    runtime_mod.reset()
+    r = runtime_mod.configure(make_settings(tmp_path, f"sqlite:///{tmp_path / 'medshield.db'}"))
+    yield r
+    runtime_mod.reset()
+
+
+def admin_actor(r) -> Actor:
+    from sqlmodel import select
+
+    from core.db.models import User
+
+    with r.session() as s:
+        u = s.exec(select(User).where(User.username == "admin")).one()
+        return Actor(u.id, u.username, u.role)
+
+
+@pytest.fixture
+def admin(rt) -> Actor:
+    return admin_actor(rt)
+
+
+@pytest.fixture
+def make_user(rt):
+    from core.services import users
+
+    def make(role: str, username: str | None = None, password: str = PASSWORD) -> Actor:
+        info = users.create_user(admin_actor(rt), username or f"{role[:4]}{uuid.uuid4().hex[:6]}",
+                                 f"Test {role}", role, password, must_change_password=False)
+        return info.actor()
+
+    return make

@@ -1,0 +1,127 @@
+"""Every core service function x every role: the matrix is proven, not assumed."""
+
+from __future__ import annotations
+
+import pytest
+
+import core.services.account  # noqa: F401  (register all services)
+import core.services.audit_log  # noqa: F401
+import core.services.ingest  # noqa: F401
+import core.services.patients  # noqa: F401
+import core.services.users  # noqa: F401
+from core.errors import AccessDenied, MedShieldError
+from core.security import ROLES, SERVICE_REGISTRY, Actor
+from tests.fixtures import png_bytes
+
+T, D, A = "technician", "doctor", "admin"
+# Expected: which roles may call each service. Written out by hand, independent of
+# core.security.ROLE_PERMISSIONS, so a change there that widens access fails here.
+EXPECTED: dict[str, set[str]] = {
+    "core.services.account.my_history": {T, D, A},
+    "core.services.users.change_own_password": {T, D, A},
+    "core.services.users.list_users": {A},
+    "core.services.users.create_user": {A},
+    "core.services.users.set_active": {A},
+    "core.services.users.set_role": {A},
+    "core.services.users.unlock": {A},
+    "core.services.users.reset_password": {A},
+    "core.services.audit_log.search_events": {A},
+    "core.services.audit_log.export_csv": {A},
+    "core.services.audit_log.verify": {A},
+    "core.services.ingest.ingest_files": {T},
+    "core.services.patients.create_patient": {T, D},
+    "core.services.patients.update_patient": {T, D},
+    "core.services.patients.get_patient": {T, D},
+    "core.services.patients.search_patients": {T, D},
+    "core.services.patients.patient_images": {T, D},
+    "core.services.patients.recent_images": {T, D},
+    "core.services.patients.image_thumbnail": {T, D},
+}
+
+ARGS: dict[str, tuple] = {
+    "core.services.account.my_history": (),
+    "core.services.users.change_own_password": ("wrong-password", "another-pass-1"),
+    "core.services.users.list_users": (),
+    "core.services.users.create_user": ("newuser", "New User", "doctor", "long-enough-1"),
+    "core.services.users.set_active": (999_999, True),
+    "core.services.users.set_role": (999_999, "doctor"),
+    "core.services.users.unlock": (999_999,),
+    "core.services.users.reset_password": (999_999,),
+    "core.services.audit_log.search_events": (),
+    "core.services.audit_log.export_csv": (),
+    "core.services.audit_log.verify": (),
+    "core.services.ingest.ingest_files": ([("a.png", png_bytes())],),
+    "core.services.patients.create_patient": ("P-MATRIX",),
+    "core.services.patients.update_patient": (999_999, "P-X"),
+    "core.services.patients.get_patient": (999_999,),
+    "core.services.patients.search_patients": (),
+    "core.services.patients.patient_images": (999_999,),
+    "core.services.patients.recent_images": (),
+    "core.services.patients.image_thumbnail": (999_999,),
+}
+
+
+def test_every_service_is_in_the_matrix():
+    assert set(SERVICE_REGISTRY) == set(EXPECTED), (
+        "a service was added or removed: extend EXPECTED and ARGS")
+    assert set(ARGS) == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_service_matrix(rt, make_user, name):
+    fn, _perm = SERVICE_REGISTRY[name]
+    for role in ROLES:
+        actor = make_user(role)
+        if role in EXPECTED[name]:
+            try:
+                fn(actor, *ARGS[name])
+            except AccessDenied as exc:  # pragma: no cover - a failure path
+                pytest.fail(f"{name} refused {role}: {exc}")
+            except MedShieldError:
+                pass  # allowed, then refused for another reason (e.g. no such id)
+        else:
+            with pytest.raises(AccessDenied):
+                fn(actor, *ARGS[name])
+
+
+def test_denial_is_audited_and_has_no_effect(rt, make_user):
+    from core.services import audit_log, ingest, users
+    from sqlmodel import select, func
+    from core.db.models import Image, User
+
+    tech = make_user("technician")
+    doctor = make_user("doctor")
+    with pytest.raises(AccessDenied):
+        users.create_user(tech, "sneaky", "Sneaky", "admin", "long-enough-1")
+    with pytest.raises(AccessDenied):
+        ingest.ingest_files(doctor, [("a.png", png_bytes())])
+    with rt.session() as s:
+        assert s.exec(select(User).where(User.username == "sneaky")).first() is None
+        assert s.exec(select(func.count()).select_from(Image)).one() == 0
+    from tests.conftest import admin_actor
+
+    denials = audit_log.search_events(admin_actor(rt), outcome="denied")
+    assert {d.username for d in denials} >= {tech.username, doctor.username}
+
+
+def test_disabled_user_is_refused_at_once(rt, make_user):
+    from core.services import patients, users
+    from tests.conftest import admin_actor
+
+    doc = make_user("doctor")
+    patients.search_patients(doc)
+    users.set_active(admin_actor(rt), doc.user_id, False)
+    with pytest.raises(AccessDenied, match="disabled"):
+        patients.search_patients(doc)
+
+
+def test_forged_actor_role_is_ignored(rt, make_user):
+    """The role is read from the database, not from the Actor the page hands over."""
+    from core.services import users
+
+    tech = make_user("technician")
+    forged = Actor(tech.user_id, tech.username, "admin")
+    with pytest.raises(AccessDenied):
+        users.list_users(forged)
+    with pytest.raises(AccessDenied):
+        users.list_users("admin")  # not an Actor at all
