@@ -1,0 +1,109 @@
+"""Command line: `python -m core.cli COMMAND`. Acts as a real user (password from
+MEDSHIELD_PASSWORD or a prompt), so the same permissions and audit apply as in the app."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from pathlib import Path
+
+from core.errors import MedShieldError
+
+
+def _login(username: str):
+    from core.services import users
+
+    password = os.environ.get("MEDSHIELD_PASSWORD")
+    if password is None:
+        if not sys.stdin.isatty():
+            raise MedShieldError("Set MEDSHIELD_PASSWORD or run in a terminal to type the password.")
+        password = getpass.getpass(f"Password for {username}: ")
+    return users.authenticate(username, password).actor()
+
+
+def _cmd_init(args) -> int:
+    from core.runtime import get_runtime
+
+    rt = get_runtime()
+    print(f"Database ready at {rt.engine.url.render_as_string(hide_password=True)}; data in {rt.settings.data_dir}")
+    return 0
+
+
+def _cmd_ingest(args) -> int:
+    from core.services import ingest
+
+    actor = _login(args.user)
+    files = []
+    for p in args.files:
+        path = Path(p)
+        if not path.is_file():
+            print(f"{p}: rejected: not a file", file=sys.stderr)
+            continue
+        files.append((path.name, path.read_bytes()))
+    report = ingest.ingest_files(actor, files, patient_id=args.patient, modality=args.modality)
+    for r in report.results:
+        extra = f" image #{r.image_id}" if r.image_id else ""
+        print(f"{r.name}: {r.status}{extra}{' - ' + r.reason if r.reason else ''}")
+    print(f"{report.accepted} accepted, {report.duplicates} duplicate(s), {report.rejected} rejected")
+    return 1 if report.rejected or len(files) < len(args.files) else 0
+
+
+def _cmd_create_user(args) -> int:
+    from core.services import users
+
+    actor = _login(args.user)
+    new_password = os.environ.get("MEDSHIELD_NEW_PASSWORD") or getpass.getpass("New user's password: ")
+    info = users.create_user(actor, args.username, args.name, args.role, new_password, args.email or "")
+    print(f"created {info.username} ({info.role}); they must change the password at first login")
+    return 0
+
+
+def _cmd_verify_audit(args) -> int:
+    from core.services import audit_log
+
+    rep = audit_log.verify(_login(args.user))
+    print(f"chain intact: {rep.checked} events" if rep.ok else f"chain broken at event {rep.first_bad_seq}: {rep.reason}")
+    return 0 if rep.ok else 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m core.cli", description="MedShield command line")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("init", help="create or migrate the database and the first admin")
+    s.set_defaults(fn=_cmd_init)
+    s = sub.add_parser("ingest", help="upload images, DICOM or zips as a technician")
+    s.add_argument("--user", required=True)
+    s.add_argument("--patient", type=int, default=None, help="patient database id")
+    s.add_argument("--modality", default=None, help="for PNG/JPEG, e.g. CR, DX, US")
+    s.add_argument("files", nargs="+")
+    s.set_defaults(fn=_cmd_ingest)
+    s = sub.add_parser("create-user", help="create a user as an admin")
+    s.add_argument("--user", required=True, help="the acting admin")
+    s.add_argument("username")
+    s.add_argument("name")
+    s.add_argument("role", choices=["technician", "doctor", "admin"])
+    s.add_argument("--email")
+    s.set_defaults(fn=_cmd_create_user)
+    s = sub.add_parser("verify-audit", help="verify the audit hash chain as an admin")
+    s.add_argument("--user", required=True)
+    s.set_defaults(fn=_cmd_verify_audit)
+    return p
+
+
+def main(argv: list[str] | None = None, configure: bool = True) -> int:
+    args = build_parser().parse_args(argv)
+    if configure:
+        from core.runtime import get_runtime
+
+        get_runtime()
+    try:
+        return args.fn(args)
+    except MedShieldError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
