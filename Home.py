@@ -7,6 +7,7 @@ import streamlit as st
 st.set_page_config(page_title="MedShield", page_icon=":material/shield_lock:", layout="wide")
 
 from ui import auth  # noqa: E402
+from ui.navigation import ROLE_PAGES  # noqa: E402
 
 PAGES = {
     "upload": st.Page("pages/upload.py", title="Upload", icon=":material/upload:", url_path="upload"),
@@ -14,12 +15,6 @@ PAGES = {
     "admin": st.Page("pages/admin.py", title="Admin", icon=":material/manage_accounts:", url_path="admin"),
     "audit": st.Page("pages/audit.py", title="Audit", icon=":material/fact_check:", url_path="audit"),
     "account": st.Page("pages/account.py", title="My account", icon=":material/person:", url_path="account"),
-}
-# What each role sees. core.security decides what each role may do; this only hides.
-ROLE_PAGES = {
-    "technician": ["upload", "patients", "account"],
-    "doctor": ["patients", "account"],
-    "admin": ["admin", "audit", "account"],
 }
 
 

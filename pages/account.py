@@ -3,10 +3,11 @@ import streamlit as st
 
 from core.errors import MedShieldError
 from core.services import account, users
-from ui.common import actor, attempt, fmt_ts
+from ui.navigation import guard
+from ui.common import attempt, fmt_ts
 
 st.header("My account")
-me = actor()
+me = guard("account")
 if msg := st.session_state.pop("account_flash", None):
     st.success(msg)
 
@@ -32,6 +33,6 @@ rows = attempt(account.my_history, me, 100) or []
 if rows:
     st.dataframe(pd.DataFrame([{"time": fmt_ts(r.ts), "action": r.action,
                                 "object": f"{r.object_type} {r.object_id}".strip(), "outcome": r.outcome}
-                               for r in rows]), hide_index=True, use_container_width=True)
+                               for r in rows]), hide_index=True, width="stretch")
 else:
     st.caption("No activity yet.")

@@ -4,10 +4,11 @@ import streamlit as st
 from core.errors import MedShieldError
 from core.security import ROLES
 from core.services import users
-from ui.common import actor, attempt, fmt_ts
+from ui.navigation import guard
+from ui.common import attempt, fmt_ts
 
 st.header("Admin · users")
-me = actor()
+me = guard("admin")
 if msg := st.session_state.pop("admin_flash", None):
     st.success(msg)
 if secret := st.session_state.pop("admin_secret", None):
@@ -18,7 +19,7 @@ st.dataframe(pd.DataFrame([{
     "user": u.username, "name": u.name, "role": u.role, "active": u.is_active,
     "locked": "until " + fmt_ts(u.locked_until) if u.is_locked else "", "failed": u.failed_attempts,
     "must change pw": u.must_change_password, "last login": fmt_ts(u.last_login_at),
-} for u in people]), hide_index=True, use_container_width=True)
+} for u in people]), hide_index=True, width="stretch")
 
 with st.expander("Create user", expanded=not people or len(people) == 1):
     with st.form("create_user", clear_on_submit=True):
@@ -45,19 +46,19 @@ if people:
     u = by_name[pick]
     c1, c2, c3, c4 = st.columns(4)
     if u.is_active:
-        if c1.button("Disable", use_container_width=True, disabled=u.id == me.user_id):
+        if c1.button("Disable", width="stretch", disabled=u.id == me.user_id):
             if attempt(users.set_active, me, u.id, False):
                 st.session_state["admin_flash"] = f"{u.username} disabled."
                 st.rerun()
-    elif c1.button("Enable", use_container_width=True):
+    elif c1.button("Enable", width="stretch"):
         if attempt(users.set_active, me, u.id, True):
             st.session_state["admin_flash"] = f"{u.username} enabled."
             st.rerun()
-    if c2.button("Unlock", use_container_width=True, disabled=not (u.is_locked or u.failed_attempts)):
+    if c2.button("Unlock", width="stretch", disabled=not (u.is_locked or u.failed_attempts)):
         if attempt(users.unlock, me, u.id):
             st.session_state["admin_flash"] = f"{u.username} unlocked."
             st.rerun()
-    if c3.button("Reset password", use_container_width=True):
+    if c3.button("Reset password", width="stretch"):
         temp = attempt(users.reset_password, me, u.id)
         if temp:
             st.session_state["admin_secret"] = (u.username, temp)
@@ -65,7 +66,7 @@ if people:
     with c4:
         new_role = st.selectbox("Role", ROLES, index=ROLES.index(u.role), key=f"role_{u.id}",
                                 label_visibility="collapsed", disabled=u.id == me.user_id)
-        if new_role != u.role and st.button("Change role", use_container_width=True):
+        if new_role != u.role and st.button("Change role", width="stretch"):
             if attempt(users.set_role, me, u.id, new_role):
                 st.session_state["admin_flash"] = f"{u.username} is now {new_role}."
                 st.rerun()

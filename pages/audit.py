@@ -4,10 +4,11 @@ import pandas as pd
 import streamlit as st
 
 from core.services import audit_log
-from ui.common import actor, attempt, fmt_ts
+from ui.navigation import guard
+from ui.common import attempt, fmt_ts
 
 st.header("Audit log")
-me = actor()
+me = guard("audit")
 
 c1, c2, c3, c4 = st.columns([2, 2, 1, 2])
 username = c1.text_input("User", key="audit_user")
@@ -24,15 +25,15 @@ st.caption(f"{len(rows)} event(s) shown (newest first, at most 1,000)")
 st.dataframe(pd.DataFrame([{"#": r.seq, "time (UTC)": r.ts.strftime("%Y-%m-%d %H:%M:%S"), "user": r.username,
                             "role": r.role, "action": r.action, "object": f"{r.object_type} {r.object_id}".strip(),
                             "outcome": r.outcome, "detail": r.detail} for r in rows]),
-             hide_index=True, use_container_width=True)
+             hide_index=True, width="stretch")
 
 a, b = st.columns(2)
-if a.button("Prepare CSV export", use_container_width=True):
+if a.button("Prepare CSV export", width="stretch"):
     st.session_state["audit_csv"] = attempt(audit_log.export_csv, me, **filters)
 if st.session_state.get("audit_csv"):
     a.download_button("Download CSV", st.session_state["audit_csv"], file_name=f"medshield-audit-{date.today()}.csv",
-                      mime="text/csv", use_container_width=True)
-if b.button("Verify hash chain", type="primary", use_container_width=True):
+                      mime="text/csv", width="stretch")
+if b.button("Verify hash chain", type="primary", width="stretch"):
     rep = attempt(audit_log.verify, me)
     if rep is not None:
         if rep.ok:

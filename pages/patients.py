@@ -2,10 +2,11 @@ import pandas as pd
 import streamlit as st
 
 from core.services import ingest, patients
-from ui.common import actor, attempt, fmt_ts
+from ui.navigation import guard
+from ui.common import attempt, fmt_ts
 
 st.header("Patients")
-me = actor()
+me = guard("patients")
 
 with st.expander("New patient"):
     with st.form("new_patient", clear_on_submit=True):
@@ -36,7 +37,7 @@ if found:
     st.dataframe(pd.DataFrame([{"id": p.patient_code, "name": p.name, "age": p.age, "sex": p.sex,
                                 "images": p.image_count, "modalities": ", ".join(p.modalities),
                                 "last upload": fmt_ts(p.last_upload)} for p in found]),
-                 hide_index=True, use_container_width=True)
+                 hide_index=True, width="stretch")
     labels = {f"{p.patient_code} — {p.name or 'no name'}": p.id for p in found}
     ids = list(labels.values())
     current = st.session_state.get("patient_open")
@@ -67,6 +68,6 @@ if found:
             with cols[n % 4]:
                 thumb = attempt(patients.image_thumbnail, me, img.id)
                 if thumb:
-                    st.image(thumb, use_container_width=True)
+                    st.image(thumb, width="stretch")
                 st.caption(f"#{img.id} · {img.modality} · {img.cols}x{img.rows} · {img.bit_depth}-bit · "
                            f"{img.status} · {fmt_ts(img.uploaded_at)}")

@@ -3,10 +3,11 @@ import streamlit as st
 
 from core.errors import MedShieldError
 from core.services import ingest, patients
-from ui.common import actor, attempt, fmt_ts, runtime
+from ui.navigation import guard
+from ui.common import attempt, fmt_ts, runtime
 
 st.header("Upload")
-me = actor()
+me = guard("upload")
 limits = runtime().settings.limits
 st.caption(
     f"PNG, JPEG, DICOM (compressed transfer syntaxes too), or a zip of those. A zip laid out as "
@@ -60,7 +61,7 @@ if report is not None:
     st.dataframe(pd.DataFrame([{"file": r.name, "result": r.status, "image": r.image_id,
                                 "modality": r.modality, "label": r.label or "", "split": r.split or "",
                                 "reason": r.reason} for r in report.results]),
-                 hide_index=True, use_container_width=True)
+                 hide_index=True, width="stretch")
 
 st.subheader("My recent uploads")
 recent = attempt(patients.recent_images, me, True, 50) or []
@@ -69,6 +70,6 @@ if recent:
                                 "modality": i.modality, "size": f"{i.cols}x{i.rows}", "frames": i.frames,
                                 "bits": i.bit_depth, "patient": i.patient_id, "status": i.status,
                                 "uploaded": fmt_ts(i.uploaded_at)} for i in recent]),
-                 hide_index=True, use_container_width=True)
+                 hide_index=True, width="stretch")
 else:
     st.caption("Nothing uploaded yet.")

@@ -105,6 +105,9 @@ def login_gate() -> UserInfo | None:
 def sidebar_account(info: UserInfo) -> None:
     with st.sidebar:
         st.markdown(f"**{info.name}**  \n`{info.username}` · {info.role}")
-        if st.button("Log out", key="logout_button", use_container_width=True):
-            logout(st.session_state.get("_authenticator"), "user")
-            st.rerun()
+        st.button("Log out", key="logout_button", width="stretch", on_click=_logout_clicked)
+
+
+def _logout_clicked() -> None:
+    # A callback runs before the script, so the whole next run already sees the user signed out.
+    logout(st.session_state.get("_authenticator"), "user")
