@@ -1,10 +1,12 @@
 """MedShield entry point: sign in, then the pages of the user's role (st.navigation)."""
 
+from pathlib import Path
 from urllib.parse import urlparse
 
 import streamlit as st
 
-st.set_page_config(page_title="MedShield", page_icon=":material/shield_lock:", layout="wide")
+st.set_page_config(page_title="MedShield", page_icon=str(Path(__file__).parent / "assets" / "favicon.png"),
+                   layout="wide")
 
 from ui import auth  # noqa: E402
 from ui.navigation import ROLE_PAGES  # noqa: E402
@@ -18,10 +20,6 @@ PAGES = {
 }
 
 
-def _login_placeholder() -> None:
-    """The page shown while signed out (the form itself is drawn by the gate)."""
-
-
 if "requested_path" not in st.session_state:  # a deep link or reload: remember where to go
     try:
         st.session_state["requested_path"] = urlparse(st.context.url or "").path.strip("/").rsplit("/", 1)[-1]
@@ -30,7 +28,7 @@ if "requested_path" not in st.session_state:  # a deep link or reload: remember 
 
 user = auth.login_gate()
 if user is None:
-    st.navigation([st.Page(_login_placeholder, title="Sign in", url_path="signin")], position="hidden").run()
+    st.navigation([st.Page(auth.login_page, title="Sign in", url_path="signin")], position="hidden").run()
     st.stop()
 
 auth.sidebar_account(user)

@@ -18,30 +18,6 @@ from ui.common import runtime
 COOKIE_NAME = "medshield_auth"
 
 
-def _route_password_check_to_core(authenticator: stauth.Authenticate) -> None:
-    """The library checks passwords against its credentials dict; we make core the only judge."""
-    ctrl = authenticator.authentication_controller
-    original = ctrl.login
-
-    def login(username=None, password=None, *args, token=None, **kwargs):
-        if token:
-            return original(token=token)
-        if not username or not password:
-            st.session_state["login_error"] = "Enter your user name and password."
-            return None
-        try:
-            info = users.authenticate(username, password)
-        except AuthenticationFailed as exc:
-            st.session_state["login_error"] = str(exc)
-            st.session_state["authentication_status"] = False
-            return False
-        st.session_state.pop("login_error", None)
-        original(token={"username": info.username})
-        return bool(st.session_state.get("authentication_status"))
-
-    ctrl.login = login
-
-
 def _authenticator() -> stauth.Authenticate:
     settings = runtime().settings
     return stauth.Authenticate(
@@ -56,8 +32,9 @@ def _authenticator() -> stauth.Authenticate:
 def logout(authenticator: stauth.Authenticate | None, reason: str = "") -> None:
     username = st.session_state.get("username") or ""
     role = (st.session_state.get("roles") or [""])[0]
-    if authenticator is not None:
-        authenticator.logout(location="unrendered")
+    if authenticator is not None and st.session_state.get("authentication_status"):
+        authenticator.authentication_controller.logout()  # clears the session's login
+    st.session_state["cookie_delete_pending"] = True  # deleted by the next script run
     if username:
         users.record_logout(username, role, reason)
     for key in ("actor", "last_seen", "requested_path"):
@@ -65,30 +42,53 @@ def logout(authenticator: stauth.Authenticate | None, reason: str = "") -> None:
 
 
 def login_gate() -> UserInfo | None:
-    """Return the signed-in user, or draw the login form and return None."""
+    """Return the signed-in user (from this session or the login cookie), else None.
+
+    streamlit-authenticator keeps the session and the re-login cookie; the password check, the
+    lockout and the audit are core's (`users.authenticate`). Cookie writes and deletes happen in
+    a normal script run, never in a callback or a run that is rerun at once."""
     runtime()
     authenticator = _authenticator()
-    _route_password_check_to_core(authenticator)
     st.session_state["_authenticator"] = authenticator
-    if not st.session_state.get("authentication_status"):
-        st.title("MedShield")
-        st.caption("Secure medical-imaging workbench. Sign in with your hospital account.")
-        if st.session_state.pop("idle_logout", False):
-            st.info("You were signed out after a period of inactivity.")
+    if st.session_state.pop("cookie_delete_pending", False):
+        authenticator.cookie_controller.delete_cookie()
     try:
-        authenticator.login(location="main", fields={"Form name": "Sign in", "Login": "Sign in"},
-                            key="login")
+        authenticator.login(location="unrendered")  # signs in from a valid cookie, draws nothing
     except stauth.utilities.LoginError as exc:  # e.g. a cookie for a user no longer active
-        st.error(str(exc))
+        st.session_state["login_error"] = str(exc)
     if not st.session_state.get("authentication_status"):
-        if st.session_state.get("login_error") and st.session_state.get("authentication_status") is False:
-            st.error(st.session_state["login_error"])
         return None
+    if st.session_state.pop("cookie_pending", False):
+        authenticator.cookie_controller.set_cookie()
+    return _current_user(authenticator)
 
+
+def _submit_login() -> None:
+    """Form callback: runs before the script, so a rerun cannot swallow the submission."""
+    username = st.session_state.get("login_username", "")
+    password = st.session_state.get("login_password", "")
+    st.session_state["login_password"] = ""
+    if not username or not password:
+        st.session_state["login_error"] = "Enter your user name and password."
+        return
+    try:
+        info = users.authenticate(username, password)
+    except AuthenticationFailed as exc:
+        st.session_state["login_error"] = str(exc)
+        st.session_state["authentication_status"] = False
+        return
+    authenticator = st.session_state["_authenticator"]
+    authenticator.authentication_controller.login(token={"username": info.username})
+    st.session_state["logout"] = None
+    st.session_state["last_seen"] = time.time()
+    st.session_state["cookie_pending"] = True
+
+
+def _current_user(authenticator) -> UserInfo | None:
     info = users.session_user(st.session_state["username"])
     if info is None:  # disabled or locked since the cookie was issued
         logout(authenticator, "account no longer active")
-        st.error("Your account is disabled or locked. Ask an administrator.")
+        st.session_state["login_error"] = "Your account is disabled or locked. Ask an administrator."
         return None
     idle = runtime().settings.idle_timeout_minutes * 60
     now = time.time()
@@ -96,10 +96,25 @@ def login_gate() -> UserInfo | None:
     if last is not None and now - last > idle:
         logout(authenticator, "idle timeout")
         st.session_state["idle_logout"] = True
-        st.rerun()
+        return None
     st.session_state["last_seen"] = now
     st.session_state["actor"] = Actor(info.id, info.username, info.role)
     return info
+
+
+def login_page() -> None:
+    """The sign-in page (drawn inside st.navigation, so its widgets keep one identity)."""
+    st.title("MedShield")
+    st.caption("Secure medical-imaging workbench. Sign in with your hospital account.")
+    if st.session_state.pop("idle_logout", False):
+        st.info("You were signed out after a period of inactivity.")
+    with st.form("login"):
+        st.subheader("Sign in")
+        st.text_input("Username", key="login_username", autocomplete="username")
+        st.text_input("Password", type="password", key="login_password", autocomplete="current-password")
+        st.form_submit_button("Sign in", type="primary", on_click=_submit_login)
+    if err := st.session_state.pop("login_error", None):
+        st.error(err)
 
 
 def sidebar_account(info: UserInfo) -> None:

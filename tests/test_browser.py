@@ -1,0 +1,137 @@
+"""One real-browser test: Debian's Chromium, driven by Playwright, against `streamlit run`."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from core import runtime as runtime_mod
+from core.services import users
+from tests.conftest import ARTIFACTS, PASSWORD, admin_actor, make_settings
+from tests.fixtures import png_bytes
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("MEDSHIELD_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = pytest.mark.browser
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    if not Path(CHROMIUM).exists():
+        msg = f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    data = tmp_path / "data"
+    runtime_mod.reset()
+    rt = runtime_mod.configure(make_settings(tmp_path, f"sqlite:///{data / 'medshield.db'}"))
+    users.create_user(admin_actor(rt), "tina", "Tina Technician", "technician", PASSWORD,
+                      must_change_password=False)
+    runtime_mod.reset()
+    port = _free_port()
+    env = dict(os.environ, MEDSHIELD_DATA_DIR=str(data), MEDSHIELD_ADMIN_PASSWORD="unused-admin-pass",
+               DATABASE_URL=f"sqlite:///{data / 'medshield.db'}")
+    log = open(tmp_path / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "Home.py"),
+                             "--server.port", str(port), "--server.address", "127.0.0.1"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    while time.monotonic() - started < 60:
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(0.25)
+    else:
+        proc.kill()
+        pytest.fail("the app did not answer its health check within 60 s")
+    yield url, data
+    proc.terminate()
+    proc.wait(timeout=20)
+    log.close()
+
+
+def settle(page) -> None:
+    """Wait until Streamlit has finished its reruns (the cookie component answers once at load)."""
+    for _ in range(3):
+        page.wait_for_timeout(600)
+        page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=30_000)
+
+
+def sign_in(page, username: str, password: str) -> None:
+    """Fill the form once the page is quiet; the cookie component's first answer reruns the
+    script once at load, so wait for its frame before typing."""
+    page.get_by_role("textbox", name="Username").wait_for(timeout=30_000)
+    page.locator("iframe").first.wait_for(state="attached", timeout=30_000)
+    settle(page)
+    page.get_by_role("textbox", name="Username").fill(username)
+    page.get_by_role("textbox", name="Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def test_login_upload_reload_logout_in_chromium(server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, data = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    img = tmp_path / "chest.png"
+    img.write_bytes(png_bytes(256, 256, seed=42))
+    with sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=ARGS,
+            viewport={"width": 1400, "height": 1100})
+        try:
+            page = ctx.new_page()
+            page.goto(url)
+            sign_in(page, "tina", PASSWORD)
+            expect(page.get_by_role("heading", name="Upload")).to_be_visible(timeout=30_000)
+            nav = page.locator('[data-testid="stSidebarNav"]')
+            expect(nav).to_contain_text("Patients")
+            expect(nav).not_to_contain_text("Admin")
+
+            page.locator('input[type="file"]').set_input_files(str(img))
+            expect(page.get_by_text("chest.png").first).to_be_visible(timeout=20_000)
+            page.get_by_role("button", name="Upload", exact=True).click()
+            expect(page.get_by_text("1 accepted, 0 duplicate(s), 0 rejected.")).to_be_visible(timeout=30_000)
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(ARTIFACTS / "browser-upload.png"))
+
+            # a reload of a deep link keeps the page (the login cookie is set by now)
+            page.goto(url + "/patients")
+            expect(page.get_by_role("heading", name="Patients")).to_be_visible(timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / "browser-patients.png"))
+
+            page.get_by_role("button", name="Log out").click()
+            expect(page.get_by_role("textbox", name="Username")).to_be_visible(timeout=30_000)
+        finally:
+            ctx.close()
+
+    runtime_mod.reset()
+    rt = runtime_mod.configure(make_settings(tmp_path, f"sqlite:///{data / 'medshield.db'}"))
+    from sqlmodel import select
+
+    from core.db.models import AuditEvent, Image
+
+    with rt.session() as s:
+        images = s.exec(select(Image)).all()
+        actions = [e.action for e in s.exec(select(AuditEvent).order_by(AuditEvent.seq)).all()]
+    runtime_mod.reset()
+    assert [i.source_name for i in images] == ["chest.png"] and images[0].rows == 256
+    assert "auth.login" in actions and "image.upload" in actions and actions[-1] == "auth.logout"
