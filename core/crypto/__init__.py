@@ -1,0 +1,1 @@
+"""Filled by the protect/restore and clinical-AI capabilities."""
