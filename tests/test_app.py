@@ -165,3 +165,37 @@ def test_logout(app_rt):
     assert "actor" not in at.session_state
     events = audit_log.search_events(admin_actor(app_rt), username="doct", action="auth.logout")
     assert len(events) == 1 and events[0].outcome == "success"
+
+
+def test_idle_session_is_signed_out(app_rt):
+    import time as _time
+
+    at = AppTest.from_file(HOME, default_timeout=60)
+    info = users.authenticate("doct", PASSWORD)
+    at.session_state["authentication_status"] = True
+    at.session_state["username"] = info.username
+    at.session_state["name"] = info.name
+    at.session_state["roles"] = [info.role]
+    at.session_state["logout"] = None
+    at.session_state["last_seen"] = _time.time() - 31 * 60  # idle longer than the 30-minute default
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.session_state["authentication_status"]
+    assert any("inactivity" in i.value for i in at.info)
+    assert any(t.label == "Username" for t in at.text_input)
+    from core.services import audit_log
+
+    ev = audit_log.search_events(admin_actor(app_rt), username="doct", action="auth.logout")
+    assert ev and ev[0].detail == "idle timeout"
+
+
+def test_active_session_is_kept(app_rt):
+    import time as _time
+
+    at = AppTest.from_file(HOME, default_timeout=60)
+    info = users.authenticate("doct", PASSWORD)
+    for k, v in {"authentication_status": True, "username": info.username, "name": info.name,
+                 "roles": [info.role], "logout": None, "last_seen": _time.time() - 60}.items():
+        at.session_state[k] = v
+    at.run()
+    assert at.session_state["authentication_status"] and "Patients" in headers(at)

@@ -101,7 +101,7 @@ def test_login_upload_reload_logout_in_chromium(server, tmp_path):
             page = ctx.new_page()
             page.goto(url)
             sign_in(page, "tina", PASSWORD)
-            expect(page.get_by_role("heading", name="Upload")).to_be_visible(timeout=30_000)
+            expect(page.get_by_role("heading", name="Upload", exact=True)).to_be_visible(timeout=30_000)
             nav = page.locator('[data-testid="stSidebarNav"]')
             expect(nav).to_contain_text("Patients")
             expect(nav).not_to_contain_text("Admin")
@@ -115,11 +115,18 @@ def test_login_upload_reload_logout_in_chromium(server, tmp_path):
 
             # a reload of a deep link keeps the page (the login cookie is set by now)
             page.goto(url + "/patients")
-            expect(page.get_by_role("heading", name="Patients")).to_be_visible(timeout=30_000)
+            expect(page.get_by_role("heading", name="Patients", exact=True)).to_be_visible(timeout=30_000)
             page.screenshot(path=str(ARTIFACTS / "browser-patients.png"))
 
             page.get_by_role("button", name="Log out").click()
             expect(page.get_by_role("textbox", name="Username")).to_be_visible(timeout=30_000)
+            settle(page)
+            # the re-login cookie is gone: a reload of a deep link asks for the password again
+            page.goto(url + "/patients")
+            expect(page.get_by_role("textbox", name="Username")).to_be_visible(timeout=30_000)
+            settle(page)
+            expect(page.get_by_role("heading", name="Patients", exact=True)).to_have_count(0)
+            page.screenshot(path=str(ARTIFACTS / "browser-after-logout.png"))
         finally:
             ctx.close()
 

@@ -3,9 +3,11 @@ password (bcrypt), the lockout and writes the audit events."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import streamlit as st
+import streamlit.components.v1 as components
 import streamlit_authenticator as stauth
 
 from core.errors import AuthenticationFailed
@@ -34,7 +36,7 @@ def logout(authenticator: stauth.Authenticate | None, reason: str = "") -> None:
     role = (st.session_state.get("roles") or [""])[0]
     if authenticator is not None and st.session_state.get("authentication_status"):
         authenticator.authentication_controller.logout()  # clears the session's login
-    st.session_state["cookie_delete_pending"] = True  # deleted by the next script run
+    st.session_state.pop("auth_token", None)
     if username:
         users.record_logout(username, role, reason)
     for key in ("actor", "last_seen", "requested_path"):
@@ -50,17 +52,22 @@ def login_gate() -> UserInfo | None:
     runtime()
     authenticator = _authenticator()
     st.session_state["_authenticator"] = authenticator
-    if st.session_state.pop("cookie_delete_pending", False):
-        authenticator.cookie_controller.delete_cookie()
     try:
         authenticator.login(location="unrendered")  # signs in from a valid cookie, draws nothing
     except stauth.utilities.LoginError as exc:  # e.g. a cookie for a user no longer active
         st.session_state["login_error"] = str(exc)
     if not st.session_state.get("authentication_status"):
         return None
-    if st.session_state.pop("cookie_pending", False):
-        authenticator.cookie_controller.set_cookie()
+    if token := st.session_state.get("auth_token"):
+        _write_cookie(token, int(runtime().settings.cookie_expiry_days * 86400))
     return _current_user(authenticator)
+
+
+def _write_cookie(value: str, max_age: int) -> None:
+    """Write (or, with max_age 0, delete) the re-login cookie. The snippet is the same on every
+    run, so the browser keeps one frame and a rerun can never swallow the write."""
+    cookie = f"{COOKIE_NAME}={value}; Max-Age={max_age}; Path=/; SameSite=Strict"
+    components.html(f"<script>parent.document.cookie = {json.dumps(cookie)};</script>", height=0)
 
 
 def _submit_login() -> None:
@@ -81,7 +88,9 @@ def _submit_login() -> None:
     authenticator.authentication_controller.login(token={"username": info.username})
     st.session_state["logout"] = None
     st.session_state["last_seen"] = time.time()
-    st.session_state["cookie_pending"] = True
+    model = authenticator.cookie_controller.cookie_model
+    model.exp_date = model._set_exp_date()
+    st.session_state["auth_token"] = model._token_encode()  # signed (HS256) with the cookie key
 
 
 def _current_user(authenticator) -> UserInfo | None:
@@ -104,6 +113,8 @@ def _current_user(authenticator) -> UserInfo | None:
 
 def login_page() -> None:
     """The sign-in page (drawn inside st.navigation, so its widgets keep one identity)."""
+    if st.session_state.get("logout"):
+        _write_cookie("", 0)  # signed out in this browser: drop the re-login cookie
     st.title("MedShield")
     st.caption("Secure medical-imaging workbench. Sign in with your hospital account.")
     if st.session_state.pop("idle_logout", False):
