@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 PY=${PYTHON:-python3}
-DEV=${MEDSHIELD_DEV:-0}   # 1: also test tools (pytest, playwright) and the browser
+DEV=${MEDSHIELD_DEV:-0}   # 1: also the browser for the browser test
 
 have_root() { [ "$(id -u)" = 0 ]; }
 apt_install() {
@@ -27,7 +27,8 @@ fonts_missing=0
 if [ "$fonts_missing" = 1 ]; then apt_install fonts-dejavu-core fonts-liberation fonts-freefont-ttf; fi
 if [ "$DEV" = 1 ] && [ ! -x /usr/bin/chromium ]; then apt_install chromium; fi
 
-hash=$(cat requirements.txt constraints.txt $( [ "$DEV" = 1 ] && echo requirements-dev.txt ) | \
+# One environment for the app and the tests (the test tools are small; torch is not).
+hash=$(cat requirements.txt requirements-dev.txt constraints.txt | \
        { cat; "$PY" -c 'import sys; print(sys.version)'; } | sha256sum | cut -c1-16)
 CACHE=${MEDSHIELD_VENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/medshield}
 VENV="$CACHE/venv-$hash"
@@ -37,8 +38,7 @@ if [ ! -f "$VENV/.complete" ]; then
   mkdir -p "$CACHE"
   "$PY" -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip wheel
-  req=requirements.txt; [ "$DEV" = 1 ] && req=requirements-dev.txt
-  "$VENV/bin/pip" install -q -r "$req" -c constraints.txt
+  "$VENV/bin/pip" install -q -r requirements-dev.txt -c constraints.txt
   "$VENV/bin/pip" check
   touch "$VENV/.complete"
 else
