@@ -18,7 +18,9 @@ from sqlmodel import func, select
 
 from core.config import Settings, load_settings
 from core.db.engine import create_db_engine, init_schema, session_scope
+from core.crypto.keys import KeyRing
 from core.db.models import User
+from core.secrets import read_or_create_secret
 from core.storage import BlobStore
 
 
@@ -27,9 +29,15 @@ class Runtime:
     settings: Settings
     engine: Engine
     store: BlobStore
+    keyring: KeyRing
 
     def session(self):
         return session_scope(self.engine)
+
+    @property
+    def deid_key(self) -> bytes:
+        """Key for UID remapping and pseudonyms: stable across runs, independent of rotation."""
+        return read_or_create_secret(self.settings.secrets_dir / "deid.key").encode()
 
 
 _lock = threading.RLock()
@@ -45,7 +53,8 @@ def configure(settings: Settings | None = None, *, engine: Engine | None = None,
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
         engine = engine or create_db_engine(settings.database_url)
         init_schema(engine)
-        rt = Runtime(settings=settings, engine=engine, store=BlobStore(settings.blob_dir))
+        rt = Runtime(settings=settings, engine=engine, store=BlobStore(settings.blob_dir),
+                     keyring=KeyRing(settings.secrets_dir, settings.master_key_b64))
         _runtime = rt
         if bootstrap:
             bootstrap_admin(rt)

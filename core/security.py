@@ -33,20 +33,23 @@ class Permission(str, Enum):
     USER_MANAGE = "user.manage"
     AUDIT_READ = "audit.read"
     ACCOUNT_SELF = "account.self"  # change one's own password, see one's own history
+    IMAGE_PROTECT = "image.protect"  # review regions, seal them, de-identify
+    IMAGE_RESTORE = "image.restore"  # decrypt regions, see and download originals
+    KEY_MANAGE = "key.manage"  # master-key rotation
 
 
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     Role.TECHNICIAN.value: frozenset({
         Permission.IMAGE_UPLOAD, Permission.IMAGE_VIEW, Permission.PATIENT_READ,
-        Permission.PATIENT_WRITE, Permission.ACCOUNT_SELF,
+        Permission.PATIENT_WRITE, Permission.ACCOUNT_SELF, Permission.IMAGE_PROTECT,
     }),
     Role.DOCTOR.value: frozenset({
         Permission.IMAGE_VIEW, Permission.PATIENT_READ, Permission.PATIENT_WRITE,
-        Permission.ACCOUNT_SELF,
+        Permission.ACCOUNT_SELF, Permission.IMAGE_RESTORE,
     }),
     # Admins run the system; they never read patient images without a clinical role.
     Role.ADMIN.value: frozenset({
-        Permission.USER_MANAGE, Permission.AUDIT_READ, Permission.ACCOUNT_SELF,
+        Permission.USER_MANAGE, Permission.AUDIT_READ, Permission.ACCOUNT_SELF, Permission.KEY_MANAGE,
     }),
 }
 

@@ -1,1 +1,1 @@
-"""Filled by the protect/restore and clinical-AI capabilities."""
+"""AES-256-GCM region sealing under per-image data keys wrapped by a master key."""

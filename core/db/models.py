@@ -89,6 +89,16 @@ class Image(SQLModel, table=True):
     study_date: Optional[str] = Field(default=None, max_length=8)  # DICOM YYYYMMDD, for search
     uploaded_by: Optional[int] = Field(default=None, foreign_key="users.id")
     uploaded_at: datetime = _ts(index=True)
+    # Protect / restore (the original exists only as the protected image plus sealed regions)
+    pixel_sha256: Optional[str] = Field(default=None, max_length=64)  # decoded pixels at upload
+    protected_format: Optional[str] = Field(default=None, max_length=16)  # png or dicom
+    dek_wrapped: Optional[bytes] = Field(default=None, sa_type=LargeBinary)
+    dek_key_id: Optional[str] = Field(default=None, max_length=16, index=True)
+    header_sealed: Optional[bytes] = Field(default=None, sa_type=LargeBinary)  # original DICOM header
+    mask_mode: Optional[str] = Field(default=None, max_length=16)
+    deid_method: Optional[str] = Field(default=None, max_length=255)
+    protected_by: Optional[int] = Field(default=None, foreign_key="users.id")
+    protected_at: Optional[datetime] = _opt_ts()
 
 
 class Region(SQLModel, table=True):
@@ -105,10 +115,11 @@ class Region(SQLModel, table=True):
     y0: int
     x1: int
     y1: int
-    cls: str = Field(max_length=32)
+    kind: str = Field(max_length=32)  # phi, name, id, date, other-phi, annotation
     confidence: float = Field(default=1.0)
     source: str = Field(default="detector", max_length=16)
     dtype: str = Field(default="", max_length=16)
+    shape: str = Field(default="", max_length=32, sa_column_kwargs={"server_default": ""})  # "40x120[x3]"
     nonce: Optional[bytes] = Field(default=None, sa_type=LargeBinary)
     ciphertext: Optional[bytes] = Field(default=None, sa_type=LargeBinary)  # includes the GCM tag
     sealed_at: Optional[datetime] = _opt_ts()

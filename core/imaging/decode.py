@@ -43,6 +43,16 @@ class DecodedImage:
         return self.pixels[0] if self.frames > 1 else self.pixels
 
 
+def pixel_digest(pixels: np.ndarray) -> str:
+    """SHA-256 over dtype, shape and raw bytes: proves a restore is pixel-exact."""
+    import hashlib
+
+    arr = np.ascontiguousarray(pixels)
+    h = hashlib.sha256(f"{arr.dtype.str}|{'x'.join(map(str, arr.shape))}|".encode())
+    h.update(arr.tobytes())
+    return h.hexdigest()
+
+
 def _check_dims(rows: int, cols: int, frames: int, limits: Limits) -> None:
     if rows <= 0 or cols <= 0 or frames <= 0:
         raise InvalidImage(f"The image header gives an impossible size ({cols}x{rows}, {frames} frame(s)).")

@@ -17,7 +17,7 @@ from core import audit
 from core.db.models import Image, Patient, UploadBatch
 from core.errors import InvalidImage, MedShieldError, NotFound, ValidationError
 from core.imaging.archive import read_archive
-from core.imaging.decode import DecodedImage, decode_image
+from core.imaging.decode import DecodedImage, decode_image, pixel_digest
 from core.imaging.display import thumbnail_png
 from core.imaging.sniff import sniff_format
 from core.runtime import Runtime, get_runtime
@@ -183,6 +183,7 @@ def _ingest_one(rt: Runtime, actor: Actor, item: _Item, patient_id: int | None,
                 frames=img.frames, channels=img.channels, bit_depth=img.bit_depth,
                 size_bytes=len(item.data), label=item.label or None, split=item.split or None,
                 study_date=img.study_date, uploaded_by=actor.user_id,
+                pixel_sha256=pixel_digest(img.pixels),
             )
             s.add(row)
             s.flush()
