@@ -68,6 +68,15 @@ def _cmd_verify_audit(args) -> int:
     return 0 if rep.ok else 2
 
 
+def _cmd_rotate_keys(args) -> int:
+    from core.services import keys
+
+    actor = _login(args.user)
+    rep = keys.rotate_master_key(actor, progress=lambda d, t: print(f"re-wrapped {d}/{t}", flush=True))
+    print(f"new master key {rep.new_key_id}: {rep.rewrapped} data keys re-wrapped")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m core.cli", description="MedShield command line")
     sub = p.add_subparsers(dest="command", required=True)
@@ -89,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("verify-audit", help="verify the audit hash chain as an admin")
     s.add_argument("--user", required=True)
     s.set_defaults(fn=_cmd_verify_audit)
+    s = sub.add_parser("rotate-keys", help="rotate the master key and re-wrap every data key (admin)")
+    s.add_argument("--user", required=True)
+    s.set_defaults(fn=_cmd_rotate_keys)
     return p
 
 

@@ -7,7 +7,9 @@ import pytest
 import core.services.account  # noqa: F401  (register all services)
 import core.services.audit_log  # noqa: F401
 import core.services.ingest  # noqa: F401
+import core.services.keys  # noqa: F401
 import core.services.patients  # noqa: F401
+import core.services.protect  # noqa: F401
 import core.services.users  # noqa: F401
 from core.errors import AccessDenied, MedShieldError
 from core.security import ROLES, SERVICE_REGISTRY, Actor
@@ -36,6 +38,12 @@ EXPECTED: dict[str, set[str]] = {
     "core.services.patients.patient_images": {T, D},
     "core.services.patients.recent_images": {T, D},
     "core.services.patients.image_thumbnail": {T, D},
+    "core.services.protect.protect_image": {T},
+    "core.services.protect.restore_image": {D},
+    "core.services.protect.download_restored": {D},
+    "core.services.protect.protected_pixels": {T, D},
+    "core.services.keys.key_status": {A},
+    "core.services.keys.rotate_master_key": {A},
 }
 
 ARGS: dict[str, tuple] = {
@@ -58,6 +66,12 @@ ARGS: dict[str, tuple] = {
     "core.services.patients.patient_images": (999_999,),
     "core.services.patients.recent_images": (),
     "core.services.patients.image_thumbnail": (999_999,),
+    "core.services.protect.protect_image": (999_999, []),
+    "core.services.protect.restore_image": (999_999,),
+    "core.services.protect.download_restored": (999_999, "png"),
+    "core.services.protect.protected_pixels": (999_999,),
+    "core.services.keys.key_status": (),
+    "core.services.keys.rotate_master_key": (),
 }
 
 

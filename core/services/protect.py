@@ -203,7 +203,8 @@ def _set_pixels(ds: pydicom.Dataset, pixels: np.ndarray, photometric: str) -> No
     for kw in ("FloatPixelData", "DoubleFloatPixelData"):
         if kw in ds:
             del ds[kw]
-    ds.set_pixel_data(pixels, photo, max(bits_stored, 1) if bits_stored != 1 else 8)
+    ds.set_pixel_data(pixels, photo, max(bits_stored, 1) if bits_stored != 1 else 8,
+                      generate_instance_uid=False)
 
 
 def _regions(rt: Runtime, image_id: int) -> list[SealedRegion]:
