@@ -13,7 +13,9 @@ from ui.navigation import ROLE_PAGES  # noqa: E402
 
 PAGES = {
     "upload": st.Page("pages/upload.py", title="Upload", icon=":material/upload:", url_path="upload"),
+    "protect": st.Page("pages/protect.py", title="Protect", icon=":material/shield:", url_path="protect"),
     "patients": st.Page("pages/patients.py", title="Patients", icon=":material/groups:", url_path="patients"),
+    "restore": st.Page("pages/restore.py", title="Restore", icon=":material/lock_open:", url_path="restore"),
     "admin": st.Page("pages/admin.py", title="Admin", icon=":material/manage_accounts:", url_path="admin"),
     "audit": st.Page("pages/audit.py", title="Audit", icon=":material/fact_check:", url_path="audit"),
     "account": st.Page("pages/account.py", title="My account", icon=":material/person:", url_path="account"),

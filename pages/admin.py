@@ -3,7 +3,7 @@ import streamlit as st
 
 from core.errors import MedShieldError
 from core.security import ROLES
-from core.services import users
+from core.services import keys, users
 from ui.navigation import guard
 from ui.common import attempt, fmt_ts
 
@@ -70,3 +70,20 @@ if people:
             if attempt(users.set_role, me, u.id, new_role):
                 st.session_state["admin_flash"] = f"{u.username} is now {new_role}."
                 st.rerun()
+
+st.subheader("Encryption keys")
+status = attempt(keys.key_status, me)
+if status:
+    st.markdown(f"Master key `{status['current_key_id']}` protects **{status['images_sealed']}** image(s); "
+                f"{status['images_on_older_key']} still on an older key."
+                + (" The key comes from `MEDSHIELD_MASTER_KEY`." if status["from_environment"] else ""))
+    if status["rotation_in_progress"]:
+        st.warning("A rotation was interrupted: run it again to finish re-wrapping.")
+    if st.button("Rotate master key", disabled=bool(status["from_environment"]),
+                 help="Makes a new master key and re-wraps every image's data key; sealed pixels are not touched."):
+        bar = st.progress(0.0, text="Re-wrapping data keys…")
+        rep = attempt(keys.rotate_master_key, me,
+                      lambda d, t: bar.progress(d / max(t, 1), text=f"{d}/{t} data keys re-wrapped"))
+        if rep:
+            st.session_state["admin_flash"] = f"New master key {rep.new_key_id}: {rep.rewrapped} data key(s) re-wrapped."
+            st.rerun()

@@ -17,11 +17,12 @@ from tests.fixtures import dicom_bytes, png_bytes
 HOME = str(Path(__file__).resolve().parent.parent / "Home.py")
 
 ALL_PAGES = {"upload": "pages/upload.py", "patients": "pages/patients.py", "admin": "pages/admin.py",
-             "audit": "pages/audit.py", "account": "pages/account.py"}
+             "audit": "pages/audit.py", "account": "pages/account.py", "protect": "pages/protect.py",
+             "restore": "pages/restore.py"}
 HEADERS = {"upload": "Upload", "patients": "Patients", "admin": "Admin · users", "audit": "Audit log",
-           "account": "My account"}
-ROLE_PAGES = {"technician": {"upload", "patients", "account"}, "doctor": {"patients", "account"},
-              "admin": {"admin", "audit", "account"}}
+           "account": "My account", "protect": "Protect", "restore": "Restore"}
+ROLE_PAGES = {"technician": {"upload", "protect", "patients", "account"},
+              "doctor": {"patients", "restore", "account"}, "admin": {"admin", "audit", "account"}}
 
 
 @pytest.fixture
@@ -199,3 +200,30 @@ def test_active_session_is_kept(app_rt):
         at.session_state[k] = v
     at.run()
     assert at.session_state["authentication_status"] and "Patients" in headers(at)
+
+
+def test_protect_then_restore_pages(app_rt):
+    from core.services import ingest
+    from core.services.protect import RegionSpec, protect_image
+    from core.crypto.sealing import Box
+
+    tech = users.authenticate("tech", PASSWORD).actor()
+    rep = ingest.ingest_files(tech, [("plain.dcm", dicom_bytes(seed=5)), ("text.png", png_bytes(80, 90, seed=6))])
+    plain_id, text_id = (r.image_id for r in rep.results)
+    protect_image(tech, text_id, [RegionSpec(Box(5, 5, 40, 20))])  # sealed through core
+
+    at = login("tech", PASSWORD)
+    at.switch_page("pages/protect.py").run()
+    assert not at.exception, at.exception
+    assert "Protect" in headers(at)
+    [b for b in at.button if "Protect without regions" in b.label][0].click().run()
+    assert not at.exception, at.exception
+    assert any(f"Image #{plain_id} protected" in s.value for s in at.success)
+
+    at = login("doct", PASSWORD)
+    at.switch_page("pages/restore.py").run()
+    pick = at.selectbox(key="restore_pick")
+    pick.select([o for o in pick.options if o.startswith(f"#{text_id} ")][0]).run()
+    [b for b in at.button if b.label == "Restore original"][0].click().run()
+    assert not at.exception, at.exception
+    assert any("Verified" in s.value and "1 region(s)" in s.value for s in at.success)

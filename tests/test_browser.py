@@ -113,6 +113,25 @@ def test_login_upload_reload_logout_in_chromium(server, tmp_path):
             page.wait_for_timeout(500)
             page.screenshot(path=str(ARTIFACTS / "browser-upload.png"))
 
+            # draw a box with the mouse on the Protect page's canvas and seal it
+            page.get_by_role("link", name="Protect").click()
+            expect(page.get_by_role("heading", name="Protect", exact=True)).to_be_visible(timeout=30_000)
+            canvas = page.locator("canvas.upper-canvas").first
+            canvas.wait_for(timeout=30_000)
+            settle(page)
+            bb = canvas.bounding_box()
+            page.mouse.move(bb["x"] + 20, bb["y"] + 30)
+            page.mouse.down()
+            page.mouse.move(bb["x"] + 80, bb["y"] + 60, steps=8)
+            page.mouse.move(bb["x"] + 120, bb["y"] + 90, steps=8)
+            page.mouse.up()
+            expect(page.get_by_text("1 region(s)")).to_be_visible(timeout=30_000)
+            settle(page)
+            page.screenshot(path=str(ARTIFACTS / "browser-protect.png"))
+            page.get_by_role("button", name="Seal 1 region(s) and protect").click()
+            expect(page.get_by_text("protected: 1 region(s) sealed")).to_be_visible(timeout=30_000)
+            canvas_width = bb["width"]
+
             # a reload of a deep link keeps the page (the login cookie is set by now)
             page.goto(url + "/patients")
             expect(page.get_by_role("heading", name="Patients", exact=True)).to_be_visible(timeout=30_000)
@@ -134,11 +153,18 @@ def test_login_upload_reload_logout_in_chromium(server, tmp_path):
     rt = runtime_mod.configure(make_settings(tmp_path, f"sqlite:///{data / 'medshield.db'}"))
     from sqlmodel import select
 
-    from core.db.models import AuditEvent, Image
+    from core.db.models import AuditEvent, Image, Region
 
     with rt.session() as s:
         images = s.exec(select(Image)).all()
+        regions = s.exec(select(Region)).all()
         actions = [e.action for e in s.exec(select(AuditEvent).order_by(AuditEvent.seq)).all()]
     runtime_mod.reset()
     assert [i.source_name for i in images] == ["chest.png"] and images[0].rows == 256
+    assert images[0].status == "protected" and len(regions) == 1
+    scale = 256 / canvas_width  # the canvas shows the 256 px image at its own width
+    r = regions[0]
+    assert abs(r.x0 - 20 * scale) <= 3 and abs(r.y0 - 30 * scale) <= 3
+    assert abs(r.x1 - 120 * scale) <= 3 and abs(r.y1 - 90 * scale) <= 3
+    assert r.ciphertext and len(r.nonce) == 12
     assert "auth.login" in actions and "image.upload" in actions and actions[-1] == "auth.logout"

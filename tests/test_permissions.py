@@ -42,6 +42,8 @@ EXPECTED: dict[str, set[str]] = {
     "core.services.protect.restore_image": {D},
     "core.services.protect.download_restored": {D},
     "core.services.protect.protected_pixels": {T, D},
+    "core.services.protect.record_download": {D},
+    "core.services.patients.list_images": {T, D},
     "core.services.keys.key_status": {A},
     "core.services.keys.rotate_master_key": {A},
 }
@@ -70,6 +72,8 @@ ARGS: dict[str, tuple] = {
     "core.services.protect.restore_image": (999_999,),
     "core.services.protect.download_restored": (999_999, "png"),
     "core.services.protect.protected_pixels": (999_999,),
+    "core.services.protect.record_download": (999_999, "png"),
+    "core.services.patients.list_images": (),
     "core.services.keys.key_status": (),
     "core.services.keys.rotate_master_key": (),
 }

@@ -8,8 +8,8 @@ import streamlit as st
 from core.security import Actor
 
 ROLE_PAGES: dict[str, list[str]] = {
-    "technician": ["upload", "patients", "account"],
-    "doctor": ["patients", "account"],
+    "technician": ["upload", "protect", "patients", "account"],
+    "doctor": ["patients", "restore", "account"],
     "admin": ["admin", "audit", "account"],
 }
 

@@ -9,9 +9,9 @@ from PIL import Image as PILImage
 
 
 def to_display_uint8(pixels: np.ndarray, *, photometric: str = "", frames: int = 1,
-                     window: tuple[float, float] | None = None) -> np.ndarray:
+                     window: tuple[float, float] | None = None, frame: int = 0) -> np.ndarray:
     """Window/level (center, width) if given, else a robust 0.5-99.5 percentile stretch."""
-    arr = pixels[0] if frames > 1 else pixels
+    arr = pixels[frame] if frames > 1 else pixels
     if arr.ndim == 3 and arr.shape[2] in (3, 4):
         arr = arr[..., :3]
         if arr.dtype == np.uint8:

@@ -193,6 +193,20 @@ def recent_images(actor: Actor, mine_only: bool = True, limit: int = 50) -> list
 
 
 @service(Permission.IMAGE_VIEW)
+def list_images(actor: Actor, status: str | None = None, patient_id: int | None = None,
+                limit: int = 200) -> list[ImageInfo]:
+    """Images by status (uploaded, protected...) and patient, newest first."""
+    with get_runtime().session() as s:
+        stmt = select(Image)
+        if status:
+            stmt = stmt.where(Image.status == status)
+        if patient_id is not None:
+            stmt = stmt.where(Image.patient_id == patient_id)
+        rows = s.exec(stmt.order_by(Image.id.desc()).limit(max(1, min(limit, 2000)))).all()  # type: ignore[union-attr]
+        return [_image_info(i) for i in rows]
+
+
+@service(Permission.IMAGE_VIEW)
 def image_thumbnail(actor: Actor, image_id: int) -> bytes:
     """PNG preview (256 px) made at upload."""
     rt = get_runtime()

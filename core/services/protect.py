@@ -275,6 +275,14 @@ def download_restored(actor: Actor, image_id: int, fmt: str = "png") -> tuple[st
     return name, data
 
 
+@service(Permission.IMAGE_RESTORE)
+def record_download(actor: Actor, image_id: int, fmt: str) -> None:
+    """Audit a download of a restored original that the page already holds."""
+    rt = get_runtime()
+    audit.record(rt.engine, actor.username, actor.role, "image.download", "success",
+                 object_type="image", object_id=image_id, detail=f"format={fmt}")
+
+
 @service(Permission.IMAGE_VIEW)
 def protected_pixels(actor: Actor, image_id: int) -> tuple[np.ndarray, int, str, list[Box]]:
     """The stored pixels (masked once protected), frame count, photometric and sealed boxes."""

@@ -1,0 +1,94 @@
+import pandas as pd
+import streamlit as st
+from PIL import Image as PILImage
+from streamlit_drawable_canvas import st_canvas
+
+from core.crypto.masking import MASK_WARNINGS, MASKS
+from core.crypto.sealing import Box
+from core.errors import MedShieldError
+from core.imaging.canvas import boxes_from_fabric
+from core.imaging.deid import DeidOptions
+from core.imaging.display import to_display_uint8
+from core.services import patients, protect
+from ui.common import attempt
+from ui.navigation import guard
+
+st.header("Protect")
+me = guard("protect")
+if msg := st.session_state.pop("protect_flash", None):
+    st.success(msg)
+st.caption("Draw a box around every burned-in name, id, date or other identifying text. Each box's "
+           "pixels are sealed with AES-256-GCM; the image keeps everything else. DICOM headers are "
+           "de-identified (PS3.15 Annex E).")
+
+todo = attempt(patients.list_images, me, "uploaded", None, 500) or []
+if not todo:
+    st.info("No uploaded image is waiting to be protected.")
+    st.stop()
+labels = {f"#{i.id} · {i.source_name[-40:]} · {i.modality} · {i.cols}x{i.rows}": i for i in todo}
+info = labels[st.selectbox("Image", list(labels), key="protect_pick")]
+
+cache = st.session_state.setdefault("protect_pixels", {})
+if info.id not in cache:
+    cache.clear()  # keep one image in memory
+    got = attempt(protect.protected_pixels, me, info.id)
+    if got is None:
+        st.stop()
+    cache[info.id] = got
+pixels, frames, photometric, _ = cache[info.id]
+frame = st.number_input("Frame", 0, frames - 1, 0) if frames > 1 else 0
+view = to_display_uint8(pixels, photometric=photometric, frames=frames, frame=frame)
+rows, cols = view.shape[:2]
+cw = min(900, max(cols, 512))  # small images are shown larger; boxes stay in image pixels
+scale = cols / cw
+ch = max(1, int(round(rows / scale)))
+
+left, right = st.columns([3, 2])
+with left:
+    canvas = st_canvas(fill_color="rgba(228,87,46,0.25)", stroke_width=2, stroke_color="#e4572e",
+                       background_image=PILImage.fromarray(view).resize((cw, ch)), height=ch, width=cw,
+                       drawing_mode="rect", key=f"canvas_{info.id}_{frame}", update_streamlit=True)
+    drawn = boxes_from_fabric(canvas.json_data, scale, rows, cols, frame)
+with right:
+    st.markdown(f"**{len(drawn)} region(s)** in image pixels (edit or delete rows to fix them)")
+    table = pd.DataFrame([{"x0": b.x0, "y0": b.y0, "x1": b.x1, "y1": b.y1, "class": "phi"} for b in drawn],
+                         columns=["x0", "y0", "x1", "y1", "class"])
+    edited = st.data_editor(
+        table, num_rows="dynamic", hide_index=True, key=f"regions_{info.id}_{frame}_{len(drawn)}_{hash(tuple(drawn))}",
+        column_config={"class": st.column_config.SelectboxColumn(options=list(protect.REGION_CLASSES), required=True)})
+    mask = st.selectbox("Mask", MASKS, key="protect_mask",
+                        help="How sealed regions look in the protected image.")
+    if mask in MASK_WARNINGS:
+        st.warning(MASK_WARNINGS[mask])
+    opts = DeidOptions()
+    if info.source_format == "dicom":
+        opts = DeidOptions(
+            retain_dates_shifted=st.checkbox("Retain longitudinal dates (shifted per patient)", key="deid_dates"),
+            retain_device_identity=st.checkbox("Retain device identity", key="deid_device"))
+
+specs = [protect.RegionSpec(Box(int(r["x0"]), int(r["y0"]), int(r["x1"]), int(r["y1"]), frame),
+                            cls=str(r.get("class") or "phi"))
+         for r in edited.dropna(subset=["x0", "y0", "x1", "y1"]).to_dict("records")]
+
+if specs:
+    st.markdown("**Regions to seal**")
+    grid = st.columns(6)
+    for n, spec in enumerate(specs):
+        b = spec.box.clip(rows, cols)
+        if not b.empty:
+            grid[n % 6].image(view[b.y0:b.y1, b.x0:b.x1], caption=f"{n}: {spec.cls} ({b.x0},{b.y0})", width="stretch")
+
+label = f"Seal {len(specs)} region(s) and protect" if specs else "Protect without regions (no burned-in text)"
+if st.button(label, type="primary"):
+    with st.status("Sealing regions and de-identifying…") as status:
+        try:
+            res = protect.protect_image(me, info.id, specs, mask, opts)
+        except MedShieldError as exc:
+            status.update(label="Not protected", state="error")
+            st.error(str(exc))
+        else:
+            cache.clear()
+            st.session_state["protect_flash"] = (
+                f"Image #{res.image_id} protected: {res.regions} region(s) sealed, stored as {res.protected_format}"
+                + (f", header: {res.deid_method}" if res.deid_method else "") + ".")
+            st.rerun()

@@ -1,0 +1,52 @@
+import numpy as np
+import streamlit as st
+
+from core.imaging.display import to_display_uint8
+from core.services import patients, protect
+from ui.common import actor, attempt
+from ui.navigation import guard
+
+st.header("Restore")
+me = guard("restore")
+st.caption("Decrypts the sealed regions of a protected image and proves the result pixel-exact "
+           "against the SHA-256 taken at upload. Every restore and download is audited.")
+
+done = attempt(patients.list_images, me, "protected", None, 500) or []
+if not done:
+    st.info("No protected image yet.")
+    st.stop()
+labels = {f"#{i.id} · {i.source_name[-40:]} · {i.modality} · {i.cols}x{i.rows}": i for i in done}
+info = labels[st.selectbox("Image", list(labels), key="restore_pick")]
+
+held = st.session_state.get("restored")
+if held is not None and held.image_id != info.id:
+    st.session_state.pop("restored", None)
+    held = None
+if held is None and st.button("Restore original", type="primary"):
+    held = attempt(protect.restore_image, me, info.id)
+    if held is not None:
+        st.session_state["restored"] = held
+
+if held is not None:
+    st.success(f"Verified: the restored pixels match the SHA-256 taken at upload "
+               f"({len(held.regions)} region(s) opened).")
+    frame = st.number_input("Frame", 0, held.frames - 1, 0) if held.frames > 1 else 0
+    show_diff = st.toggle("Show difference", key="restore_diff")
+    original = to_display_uint8(held.pixels, photometric=held.photometric, frames=held.frames, frame=frame)
+    masked = to_display_uint8(held.protected, photometric=held.photometric, frames=held.frames, frame=frame)
+    a, b = st.columns(2)
+    a.image(original, caption="Original (restored)", width="stretch")
+    if show_diff:
+        diff = np.abs(original.astype(np.int16) - masked.astype(np.int16)).astype(np.uint8)
+        b.image(diff, caption="Difference: only the sealed regions", width="stretch", clamp=True)
+    else:
+        b.image(masked, caption="Protected (as shared)", width="stretch")
+    c1, c2, c3 = st.columns(3)
+    c1.download_button("Download PNG", held.png_bytes(), f"image-{info.id}.png", "image/png",
+                       on_click=protect.record_download, args=(actor(), info.id, "png"), width="stretch")
+    c2.download_button("Download JPEG", held.jpeg_bytes(), f"image-{info.id}.jpg", "image/jpeg",
+                       on_click=protect.record_download, args=(actor(), info.id, "jpeg"), width="stretch")
+    if held.dicom_bytes is not None:
+        c3.download_button("Download original DICOM", held.dicom_bytes, f"image-{info.id}.dcm",
+                           "application/dicom", on_click=protect.record_download,
+                           args=(actor(), info.id, "dicom"), width="stretch")
