@@ -125,7 +125,7 @@ def test_login_upload_reload_logout_in_chromium(server, tmp_path):
             page.mouse.move(bb["x"] + 80, bb["y"] + 60, steps=8)
             page.mouse.move(bb["x"] + 120, bb["y"] + 90, steps=8)
             page.mouse.up()
-            expect(page.get_by_text("1 region(s)")).to_be_visible(timeout=30_000)
+            expect(page.get_by_role("button", name="Seal 1 region(s) and protect")).to_be_visible(timeout=30_000)
             settle(page)
             page.screenshot(path=str(ARTIFACTS / "browser-protect.png"))
             page.get_by_role("button", name="Seal 1 region(s) and protect").click()
