@@ -8,7 +8,7 @@ swapped between images or re-typed: any change is refused.
 
 from __future__ import annotations
 
-import json
+import os
 import secrets
 from dataclasses import dataclass
 
@@ -54,32 +54,38 @@ class SealedRegion:
 
 
 def region_aad(image_id: int, index: int, box: Box, dtype: str, shape: tuple[int, ...]) -> bytes:
-    return json.dumps({"v": 1, "image": int(image_id), "region": int(index), "frame": int(box.frame),
-                       "box": [int(box.x0), int(box.y0), int(box.x1), int(box.y1)],
-                       "dtype": str(dtype), "shape": [int(s) for s in shape]},
-                      separators=(",", ":"), sort_keys=True).encode()
+    """Every field that places or types the region; a fixed, unambiguous layout."""
+    return (f"medshield/region/v1|image={int(image_id)}|region={int(index)}|frame={int(box.frame)}"
+            f"|box={int(box.x0)},{int(box.y0)},{int(box.x1)},{int(box.y1)}|dtype={dtype}"
+            f"|shape={'x'.join(str(int(v)) for v in shape)}").encode()
+
+
+def cipher(dek: bytes | AESGCM) -> AESGCM:
+    """An AES-256-GCM context; build it once per image and pass it to seal/open many regions."""
+    return dek if isinstance(dek, AESGCM) else AESGCM(dek)
 
 
 def _frame(pixels: np.ndarray, frames: int, frame: int) -> np.ndarray:
     return pixels[frame] if frames > 1 else pixels
 
 
-def seal_region(dek: bytes, image_id: int, index: int, pixels: np.ndarray, box: Box,
+def seal_region(dek: bytes | AESGCM, image_id: int, index: int, pixels: np.ndarray, box: Box,
                 frames: int = 1) -> SealedRegion:
     plane = _frame(pixels, frames, box.frame)
-    patch = np.ascontiguousarray(plane[box.y0:box.y1, box.x0:box.x1])
+    patch = np.ascontiguousarray(plane[box.y0:box.y1, box.x0:box.x1])  # the one copy
     dtype = patch.dtype.str  # byte order included, e.g. '<u2'
-    nonce = secrets.token_bytes(NONCE_BYTES)
-    ct = AESGCM(dek).encrypt(nonce, patch.tobytes(), region_aad(image_id, index, box, dtype, patch.shape))
+    nonce = os.urandom(NONCE_BYTES)  # 96-bit random, fresh per region
+    ct = cipher(dek).encrypt(nonce, memoryview(patch).cast("B"),
+                             region_aad(image_id, index, box, dtype, patch.shape))
     return SealedRegion(index, box, dtype, tuple(patch.shape), nonce, ct)
 
 
-def open_region(dek: bytes, image_id: int, region: SealedRegion) -> np.ndarray:
+def open_region(dek: bytes | AESGCM, image_id: int, region: SealedRegion) -> np.ndarray:
     aad = region_aad(image_id, region.index, region.box, region.dtype, region.shape)
     if len(region.nonce) != NONCE_BYTES:
         raise IntegrityError(f"Region {region.index} cannot be opened: its nonce is damaged.")
     try:
-        raw = AESGCM(dek).decrypt(region.nonce, region.ciphertext, aad)
+        raw = cipher(dek).decrypt(region.nonce, region.ciphertext, aad)
     except InvalidTag:
         raise IntegrityError(
             f"Region {region.index} cannot be opened: wrong key, or its pixels, nonce, tag, box "

@@ -25,7 +25,7 @@ from sqlmodel import select
 from core import audit
 from core.crypto.keys import new_data_key, unwrap_data_key, wrap_data_key
 from core.crypto.masking import MASK_WARNINGS, MASKS, apply_mask
-from core.crypto.sealing import (Box, SealedRegion, open_bytes, open_region, paste_region,
+from core.crypto.sealing import (Box, SealedRegion, cipher, open_bytes, open_region, paste_region,
                                  seal_bytes, seal_region)
 from core.db.models import Image, Region, utcnow
 from core.errors import Conflict, IntegrityError, InvalidImage, NotFound, ValidationError
@@ -128,9 +128,10 @@ def protect_image(actor: Actor, image_id: int, regions: list[RegionSpec], mask: 
     t_decode = time.perf_counter()
 
     dek = new_data_key()
+    aes = cipher(dek)
     sealed: list[tuple[RegionSpec, SealedRegion]] = []
     for n, (spec, b) in enumerate(boxes):
-        sealed.append((spec, seal_region(dek, image_id, n, pixels, b, decoded.frames)))
+        sealed.append((spec, seal_region(aes, image_id, n, pixels, b, decoded.frames)))
     masked = pixels
     for _, b in boxes:
         apply_mask(masked, b, mask, decoded.frames)
@@ -232,8 +233,9 @@ def restore_image(actor: Actor, image_id: int) -> RestoredImage:
         prot = decode_image(data, rt.settings.limits)
         pixels = np.array(prot.pixels, copy=True)
         sealed = _regions(rt, image_id)
+        aes = cipher(dek)
         for region in sealed:
-            paste_region(pixels, region, open_region(dek, image_id, region), prot.frames)
+            paste_region(pixels, region, open_region(aes, image_id, region), prot.frames)
         if pixel_digest(pixels) != img.pixel_sha256:
             raise IntegrityError("The restored pixels do not match the SHA-256 taken at upload: "
                                  "the protected image was changed.")
