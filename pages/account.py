@@ -28,6 +28,18 @@ with st.form("change_password", clear_on_submit=True):
                 st.session_state["account_flash"] = "Password changed."
                 st.rerun()
 
+with st.expander("Receive shared images: make a key pair"):
+    st.caption("Colleagues can send you protected images as share packages wrapped to your public "
+               "key. Your private key is shown once here and never stored by MedShield.")
+    if st.button("Generate key pair"):
+        from core.crypto.share import generate_keypair
+
+        st.session_state["my_keypair"] = generate_keypair()
+    if pair := st.session_state.pop("my_keypair", None):
+        st.code(pair[1], language=None)
+        st.download_button("Download private key (once)", pair[0] + "\n", "medshield-private.key")
+        st.warning("Save the private key now: it is not shown again.")
+
 st.subheader("My recent activity")
 rows = attempt(account.my_history, me, 100) or []
 if rows:

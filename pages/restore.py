@@ -50,3 +50,16 @@ if held is not None:
         c3.download_button("Download original DICOM", held.dicom_bytes, f"image-{info.id}.dcm",
                            "application/dicom", on_click=protect.record_download,
                            args=(actor(), info.id, "dicom"), width="stretch")
+
+    with st.expander("Share with a colleague (X25519 package)"):
+        st.caption("The package holds the protected image, the sealed regions and this image's key "
+                   "wrapped to the recipient's public key. They restore it offline with "
+                   "`python -m core.share_cli open FILE --key THEIR.key --out original.png`.")
+        pub = st.text_input("Recipient's public key", key="share_pub", placeholder="msx25519-public:…")
+        if pub and st.button("Prepare package"):
+            got = attempt(protect.export_share, me, info.id, pub)
+            if got:
+                st.session_state["share_pkg"] = (info.id, *got)
+        pkg = st.session_state.get("share_pkg")
+        if pkg and pkg[0] == info.id:
+            st.download_button("Download share package", pkg[2], pkg[1], "application/json")

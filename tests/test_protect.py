@@ -243,9 +243,9 @@ def test_changed_protected_pixels_fail_the_checksum(rt, tech, doctor):
         img = s.get(Image, image_id)
         pixels = decode_image(rt.store.get(img.blob_key)).pixels.copy()
         pixels[50, 50] ^= 1  # outside any region
-        from core.services.protect import _encode_png
+        from core.imaging.display import encode_png
 
-        key, _ = rt.store.put(_encode_png(pixels))
+        key, _ = rt.store.put(encode_png(pixels))
         img.blob_key = key
         s.add(img)
     with pytest.raises(IntegrityError, match="SHA-256"):

@@ -41,3 +41,14 @@ def thumbnail_png(pixels: np.ndarray, *, photometric: str = "", frames: int = 1,
     buf = io.BytesIO()
     im.save(buf, format="PNG", optimize=True)
     return buf.getvalue()
+
+
+def encode_png(arr: np.ndarray) -> bytes:
+    """Lossless PNG of 8-bit (grey or RGB) or 16-bit grey pixels, exactly as given."""
+    if not ((arr.dtype == np.uint16 and arr.ndim == 2) or arr.dtype == np.uint8):
+        from core.errors import InvalidImage
+
+        raise InvalidImage(f"Pixels of type {arr.dtype} with shape {arr.shape} cannot be stored as PNG.")
+    buf = io.BytesIO()
+    PILImage.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()

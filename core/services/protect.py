@@ -13,6 +13,7 @@ taken at upload. Every protect, restore and download is audited.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import time
 from dataclasses import dataclass, field
@@ -31,7 +32,8 @@ from core.db.models import Image, Region, utcnow
 from core.errors import Conflict, IntegrityError, InvalidImage, NotFound, ValidationError
 from core.imaging.decode import decode_image, pixel_digest
 from core.imaging.deid import DeidOptions, deidentify, header_only
-from core.imaging.display import thumbnail_png, to_display_uint8
+from core.imaging.dicomio import dataset_bytes, set_pixels
+from core.imaging.display import encode_png, thumbnail_png, to_display_uint8
 from core.runtime import Runtime, get_runtime
 from core.security import Actor, Permission, service
 
@@ -69,23 +71,13 @@ class RestoredImage:
     regions: list[Box] = field(default_factory=list)
 
     def png_bytes(self) -> bytes:
-        return _encode_png(self.pixels if self.frames == 1 else self.pixels[0])
+        return encode_png(self.pixels if self.frames == 1 else self.pixels[0])
 
     def jpeg_bytes(self, quality: int = 95) -> bytes:
         view = to_display_uint8(self.pixels, photometric=self.photometric, frames=self.frames)
         buf = io.BytesIO()
         PILImage.fromarray(view).save(buf, format="JPEG", quality=quality)
         return buf.getvalue()
-
-
-def _encode_png(arr: np.ndarray) -> bytes:
-    if (arr.dtype == np.uint16 and arr.ndim == 2) or arr.dtype == np.uint8:
-        im = PILImage.fromarray(np.ascontiguousarray(arr))
-    else:
-        raise InvalidImage(f"Pixels of type {arr.dtype} cannot be stored as PNG.")
-    buf = io.BytesIO()
-    im.save(buf, format="PNG", compress_level=6)
-    return buf.getvalue()
 
 
 def _load(rt: Runtime, image_id: int) -> Image:
@@ -141,14 +133,14 @@ def protect_image(actor: Actor, image_id: int, regions: list[RegionSpec], mask: 
     deid_method = None
     if decoded.source_format == "dicom":
         ds = pydicom.dcmread(io.BytesIO(original), force=True)
-        header_sealed = seal_bytes(dek, "dicom-header", image_id, _dataset_bytes(header_only(ds)))
+        header_sealed = seal_bytes(dek, "dicom-header", image_id, dataset_bytes(header_only(ds)))
         opts = deid or DeidOptions()
         deidentify(ds, rt.deid_key, opts, pixels_cleaned=bool(boxes))
         deid_method = opts.describe()
-        _set_pixels(ds, masked, decoded.photometric)
-        protected_bytes, fmt = _dataset_bytes(ds), "dicom"
+        set_pixels(ds, masked, decoded.photometric)
+        protected_bytes, fmt = dataset_bytes(ds), "dicom"
     else:
-        protected_bytes, fmt = _encode_png(masked), "png"
+        protected_bytes, fmt = encode_png(masked), "png"
     thumb = thumbnail_png(masked, photometric=decoded.photometric, frames=decoded.frames)
     t_encode = time.perf_counter()
 
@@ -184,28 +176,6 @@ def protect_image(actor: Actor, image_id: int, regions: list[RegionSpec], mask: 
         timings_ms={"decode": (t_decode - t0) * 1e3, "seal": (t_seal - t_decode) * 1e3,
                     "encode": (t_encode - t_seal) * 1e3, "store": (t_end - t_encode) * 1e3},
         warning=MASK_WARNINGS.get(mask))
-
-
-def _dataset_bytes(ds: pydicom.Dataset) -> bytes:
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=False)
-    return buf.getvalue()
-
-
-def _set_pixels(ds: pydicom.Dataset, pixels: np.ndarray, photometric: str) -> None:
-    """Store `pixels` uncompressed (Explicit VR Little Endian), as decoded."""
-    photo = photometric or "MONOCHROME2"
-    if pixels.ndim >= 3 and pixels.shape[-1] == 3:
-        photo = "RGB"  # pydicom decodes YBR to RGB
-    bits_stored = int(ds.get("BitsStored") or pixels.dtype.itemsize * 8)
-    bits_stored = min(bits_stored, pixels.dtype.itemsize * 8) if pixels.dtype.itemsize > 1 else 8
-    if pixels.dtype.itemsize == 1 and pixels.max(initial=0) <= 1 and int(ds.get("BitsAllocated") or 8) == 1:
-        bits_stored = 1
-    for kw in ("FloatPixelData", "DoubleFloatPixelData"):
-        if kw in ds:
-            del ds[kw]
-    ds.set_pixel_data(pixels, photo, max(bits_stored, 1) if bits_stored != 1 else 8,
-                      generate_instance_uid=False)
 
 
 def _regions(rt: Runtime, image_id: int) -> list[SealedRegion]:
@@ -245,8 +215,8 @@ def restore_image(actor: Actor, image_id: int) -> RestoredImage:
                 raise IntegrityError("The sealed original DICOM header is missing.")
             header = pydicom.dcmread(io.BytesIO(open_bytes(dek, "dicom-header", image_id,
                                                            bytes(img.header_sealed))), force=True)
-            _set_pixels(header, pixels, prot.photometric)
-            dicom_bytes = _dataset_bytes(header)
+            set_pixels(header, pixels, prot.photometric)
+            dicom_bytes = dataset_bytes(header)
     except (IntegrityError, InvalidImage, NotFound) as exc:
         audit.record(rt.engine, actor.username, actor.role, "image.restore", "failure",
                      object_type="image", object_id=image_id, detail=type(exc).__name__)
@@ -275,6 +245,27 @@ def download_restored(actor: Actor, image_id: int, fmt: str = "png") -> tuple[st
     audit.record(rt.engine, actor.username, actor.role, "image.download", "success",
                  object_type="image", object_id=image_id, detail=f"format={fmt}")
     return name, data
+
+
+@service(Permission.IMAGE_RESTORE)
+def export_share(actor: Actor, image_id: int, recipient_public_key: str) -> tuple[str, bytes]:
+    """A share package for one recipient: protected pixels + sealed regions + the data key
+    wrapped to their X25519 public key. Restorable offline with `python -m core.share_cli`."""
+    from core.crypto.share import build_package, load_public
+
+    recipient = load_public(recipient_public_key)
+    rt = get_runtime()
+    img = _load(rt, image_id)
+    if img.status != "protected" or not img.dek_wrapped or not img.dek_key_id:
+        raise Conflict(f"Image #{image_id} is not protected: protect it before sharing.")
+    dek = unwrap_data_key(rt.keyring.by_id(img.dek_key_id), image_id, bytes(img.dek_wrapped))
+    pkg = build_package(image_id, dek, rt.store.get(img.blob_key), img.protected_format or "png",
+                        img.pixel_sha256 or "", _regions(rt, image_id),
+                        bytes(img.header_sealed) if img.header_sealed else None, recipient)
+    fp = hashlib.sha256(recipient_public_key.strip().encode()).hexdigest()[:12]
+    audit.record(rt.engine, actor.username, actor.role, "image.share", "success",
+                 object_type="image", object_id=image_id, detail=f"recipient_key={fp}")
+    return f"image-{image_id}.msshare", pkg
 
 
 @service(Permission.IMAGE_RESTORE)
