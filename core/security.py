@@ -36,6 +36,7 @@ class Permission(str, Enum):
     IMAGE_PROTECT = "image.protect"  # review regions, seal them, de-identify
     IMAGE_RESTORE = "image.restore"  # decrypt regions, see and download originals
     KEY_MANAGE = "key.manage"  # master-key rotation
+    METRICS_READ = "metrics.read"  # aggregate protection/processing figures, no pixels
 
 
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
@@ -45,11 +46,12 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     }),
     Role.DOCTOR.value: frozenset({
         Permission.IMAGE_VIEW, Permission.PATIENT_READ, Permission.PATIENT_WRITE,
-        Permission.ACCOUNT_SELF, Permission.IMAGE_RESTORE,
+        Permission.ACCOUNT_SELF, Permission.IMAGE_RESTORE, Permission.METRICS_READ,
     }),
     # Admins run the system; they never read patient images without a clinical role.
     Role.ADMIN.value: frozenset({
         Permission.USER_MANAGE, Permission.AUDIT_READ, Permission.ACCOUNT_SELF, Permission.KEY_MANAGE,
+        Permission.METRICS_READ,
     }),
 }
 

@@ -18,11 +18,12 @@ HOME = str(Path(__file__).resolve().parent.parent / "Home.py")
 
 ALL_PAGES = {"upload": "pages/upload.py", "patients": "pages/patients.py", "admin": "pages/admin.py",
              "audit": "pages/audit.py", "account": "pages/account.py", "protect": "pages/protect.py",
-             "restore": "pages/restore.py"}
+             "restore": "pages/restore.py", "metrics": "pages/metrics.py"}
 HEADERS = {"upload": "Upload", "patients": "Patients", "admin": "Admin · users", "audit": "Audit log",
-           "account": "My account", "protect": "Protect", "restore": "Restore"}
+           "account": "My account", "protect": "Protect", "restore": "Restore", "metrics": "Metrics"}
 ROLE_PAGES = {"technician": {"upload", "protect", "patients", "account"},
-              "doctor": {"patients", "restore", "account"}, "admin": {"admin", "audit", "account"}}
+              "doctor": {"patients", "restore", "metrics", "account"},
+              "admin": {"admin", "audit", "metrics", "account"}}
 
 
 @pytest.fixture
@@ -227,3 +228,6 @@ def test_protect_then_restore_pages(app_rt):
     [b for b in at.button if b.label == "Restore original"][0].click().run()
     assert not at.exception, at.exception
     assert any("Verified" in s.value and "1 region(s)" in s.value for s in at.success)
+    at.switch_page("pages/metrics.py").run()
+    assert not at.exception, at.exception
+    assert [m.value for m in at.metric][:2] == ["2", "1"]  # two protected images, one sealed region

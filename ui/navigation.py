@@ -9,8 +9,8 @@ from core.security import Actor
 
 ROLE_PAGES: dict[str, list[str]] = {
     "technician": ["upload", "protect", "patients", "account"],
-    "doctor": ["patients", "restore", "account"],
-    "admin": ["admin", "audit", "account"],
+    "doctor": ["patients", "restore", "metrics", "account"],
+    "admin": ["admin", "audit", "metrics", "account"],
 }
 
 

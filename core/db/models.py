@@ -99,6 +99,7 @@ class Image(SQLModel, table=True):
     deid_method: Optional[str] = Field(default=None, max_length=255)
     protected_by: Optional[int] = Field(default=None, foreign_key="users.id")
     protected_at: Optional[datetime] = _opt_ts()
+    protect_metrics: Optional[dict] = Field(default=None, sa_column=Column(JSON))
 
 
 class Region(SQLModel, table=True):

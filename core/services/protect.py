@@ -26,8 +26,10 @@ from sqlmodel import select
 from core import audit
 from core.crypto.keys import new_data_key, unwrap_data_key, wrap_data_key
 from core.crypto.masking import MASK_WARNINGS, MASKS, apply_mask
+from core.crypto.metrics import as_dict as metrics_as_dict
+from core.crypto.metrics import image_fidelity, region_metrics
 from core.crypto.sealing import (Box, SealedRegion, cipher, open_bytes, open_region, paste_region,
-                                 seal_bytes, seal_region)
+                                 region_aad, seal_bytes, seal_region)
 from core.db.models import Image, Region, utcnow
 from core.errors import Conflict, IntegrityError, InvalidImage, NotFound, ValidationError
 from core.imaging.decode import decode_image, pixel_digest
@@ -124,10 +126,17 @@ def protect_image(actor: Actor, image_id: int, regions: list[RegionSpec], mask: 
     sealed: list[tuple[RegionSpec, SealedRegion]] = []
     for n, (spec, b) in enumerate(boxes):
         sealed.append((spec, seal_region(aes, image_id, n, pixels, b, decoded.frames)))
-    masked = pixels
+    t_seal = time.perf_counter()
+    region_figs = [region_metrics(sr.index, _patch(pixels, sr.box, decoded.frames), dek,
+                                  region_aad(image_id, sr.index, sr.box, sr.dtype, sr.shape))
+                   for _, sr in sealed]
+    window = _window(pixels, decoded.frames)
+    original_view = _small_view(pixels, decoded, window)
+    masked = pixels  # masked in place: from here on the clear pixels live only in the regions
     for _, b in boxes:
         apply_mask(masked, b, mask, decoded.frames)
-    t_seal = time.perf_counter()
+    fidelity = image_fidelity(original_view, _small_view(masked, decoded, window))
+    t_metrics = time.perf_counter()
 
     header_sealed = None
     deid_method = None
@@ -144,6 +153,8 @@ def protect_image(actor: Actor, image_id: int, regions: list[RegionSpec], mask: 
     thumb = thumbnail_png(masked, photometric=decoded.photometric, frames=decoded.frames)
     t_encode = time.perf_counter()
 
+    timings = {"decode": (t_decode - t0) * 1e3, "seal": (t_seal - t_decode) * 1e3,
+               "metrics": (t_metrics - t_seal) * 1e3, "encode": (t_encode - t_metrics) * 1e3}
     prot_key, _ = rt.store.put(protected_bytes)
     thumb_key, _ = rt.store.put(thumb)
     old_blob, old_thumb = img.blob_key, img.thumb_key
@@ -163,19 +174,43 @@ def protect_image(actor: Actor, image_id: int, regions: list[RegionSpec], mask: 
         row.header_sealed, row.pixel_sha256 = header_sealed, digest
         row.mask_mode, row.deid_method = mask, deid_method
         row.status, row.protected_by, row.protected_at = "protected", actor.user_id, utcnow()
+        row.protect_metrics = {
+            "regions": metrics_as_dict(region_figs), "fidelity": fidelity,
+            "detections": {"count": len(sealed), "sources": sorted({sp.source for sp, _ in sealed}),
+                           "mean_confidence": (sum(sp.confidence for sp, _ in sealed) / len(sealed)) if sealed else None},
+            "timings_ms": timings, "mask": mask, "bytes_sealed": sum(len(sr.ciphertext) - 16 for _, sr in sealed),
+        }
         s.add(row)
     # The clear original goes now; only the protected image and the sealed regions remain.
     for key in {old_blob, old_thumb} - {prot_key, thumb_key, None}:
         rt.store.delete(key)
-    t_end = time.perf_counter()
+    timings["store"] = (time.perf_counter() - t_encode) * 1e3
     audit.record(rt.engine, actor.username, actor.role, "image.protect", "success",
                  object_type="image", object_id=image_id,
                  detail=f"regions={len(sealed)} mask={mask} format={fmt}")
-    return ProtectResult(
-        image_id, len(sealed), fmt, deid_method,
-        timings_ms={"decode": (t_decode - t0) * 1e3, "seal": (t_seal - t_decode) * 1e3,
-                    "encode": (t_encode - t_seal) * 1e3, "store": (t_end - t_encode) * 1e3},
-        warning=MASK_WARNINGS.get(mask))
+    return ProtectResult(image_id, len(sealed), fmt, deid_method, timings_ms=timings,
+                         warning=MASK_WARNINGS.get(mask))
+
+
+def _patch(pixels: np.ndarray, box: Box, frames: int) -> np.ndarray:
+    plane = pixels[box.frame] if frames > 1 else pixels
+    return np.ascontiguousarray(plane[box.y0:box.y1, box.x0:box.x1])
+
+
+def _window(pixels: np.ndarray, frames: int) -> tuple[float, float] | None:
+    """One display window from the original, used for both views so masking does not move it."""
+    plane = pixels[0] if frames > 1 else pixels
+    if plane.dtype == np.uint8 or (plane.ndim == 3 and plane.shape[2] == 3):
+        return None
+    lo, hi = (float(v) for v in np.percentile(plane, [0.5, 99.5]))
+    return ((lo + hi) / 2, max(hi - lo, 1.0))
+
+
+def _small_view(pixels: np.ndarray, decoded, window) -> np.ndarray:
+    view = to_display_uint8(pixels, photometric=decoded.photometric, frames=decoded.frames, window=window)
+    im = PILImage.fromarray(view)
+    im.thumbnail((512, 512), PILImage.Resampling.BILINEAR)
+    return np.asarray(im)
 
 
 def _regions(rt: Runtime, image_id: int) -> list[SealedRegion]:
@@ -274,6 +309,28 @@ def record_download(actor: Actor, image_id: int, fmt: str) -> None:
     rt = get_runtime()
     audit.record(rt.engine, actor.username, actor.role, "image.download", "success",
                  object_type="image", object_id=image_id, detail=f"format={fmt}")
+
+
+@dataclass(frozen=True)
+class ImageMetricsRow:
+    image_id: int
+    modality: str
+    source_format: str
+    rows: int
+    cols: int
+    protected_at: object
+    metrics: dict
+
+
+@service(Permission.METRICS_READ)
+def protection_metrics(actor: Actor, limit: int = 500) -> list[ImageMetricsRow]:
+    """Per-image protection figures (no pixels, no PHI), newest first."""
+    rt = get_runtime()
+    with rt.session() as s:
+        rows = s.exec(select(Image).where(Image.status == "protected").order_by(Image.id.desc())  # type: ignore[union-attr]
+                      .limit(max(1, min(limit, 5000)))).all()
+        return [ImageMetricsRow(i.id, i.modality, i.source_format, i.rows, i.cols, i.protected_at,  # type: ignore[arg-type]
+                                i.protect_metrics or {}) for i in rows]
 
 
 @service(Permission.IMAGE_VIEW)
