@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import core.jobs  # noqa: F401
 import core.services.account  # noqa: F401  (register all services)
 import core.services.audit_log  # noqa: F401
 import core.services.ingest  # noqa: F401
@@ -45,6 +46,10 @@ EXPECTED: dict[str, set[str]] = {
     "core.services.protect.record_download": {D},
     "core.services.protect.export_share": {D},
     "core.services.protect.protection_metrics": {D, A},
+    "core.services.protect.detect_regions": {T},
+    "core.jobs.enqueue_protect": {T},
+    "core.jobs.get_job": {T, D},
+    "core.jobs.list_jobs": {T, D},
     "core.services.patients.list_images": {T, D},
     "core.services.keys.key_status": {A},
     "core.services.keys.rotate_master_key": {A},
@@ -76,6 +81,10 @@ ARGS: dict[str, tuple] = {
     "core.services.protect.protected_pixels": (999_999,),
     "core.services.protect.record_download": (999_999, "png"),
     "core.services.protect.protection_metrics": (),
+    "core.services.protect.detect_regions": (999_999,),
+    "core.jobs.enqueue_protect": ([999_999],),
+    "core.jobs.get_job": (999_999,),
+    "core.jobs.list_jobs": (),
     "core.services.protect.export_share": (999_999, "msx25519-public:" + "A" * 43 + "="),
     "core.services.patients.list_images": (),
     "core.services.keys.key_status": (),

@@ -1,1 +1,1 @@
-"""Filled by the protect/restore and clinical-AI capabilities."""
+"""Detector (ultralytics YOLO), synthetic training data, and later the clinical models."""

@@ -94,9 +94,38 @@ def _shape_str(shape: tuple[int, ...]) -> str:
     return "x".join(str(int(v)) for v in shape)
 
 
+def detector_regions(pixels: np.ndarray, frames: int, photometric: str, conf: float, iou: float,
+                     keep_annotations: bool = True) -> list[RegionSpec]:
+    """Detector proposals on the first frame, repeated on every frame (cine loops keep their
+    banner in place). Annotation text (L/R, technique) is left visible when `keep_annotations`."""
+    from core.ml import detector
+
+    window = _window(pixels, frames)
+    view = to_display_uint8(pixels, photometric=photometric, frames=frames, window=window)
+    specs = []
+    for d in detector.detect(view, conf=conf, iou=iou):
+        if keep_annotations and d.cls == "annotation":
+            continue
+        for f in range(frames):
+            b = d.box
+            specs.append(RegionSpec(Box(b.x0, b.y0, b.x1, b.y1, f), cls="phi" if d.cls == "phi" else "annotation",
+                                    confidence=d.confidence, source="detector"))
+    return specs
+
+
+@service(Permission.IMAGE_PROTECT)
+def detect_regions(actor: Actor, image_id: int) -> list[RegionSpec]:
+    """The detector's proposals for an image waiting to be protected (for review on the canvas)."""
+    rt = get_runtime()
+    img = _load(rt, image_id)
+    dec = decode_image(rt.store.get(img.blob_key), rt.settings.limits)
+    return detector_regions(dec.pixels, dec.frames, dec.photometric, rt.settings.detector_conf,
+                            rt.settings.detector_iou)
+
+
 @service(Permission.IMAGE_PROTECT)
 def protect_image(actor: Actor, image_id: int, regions: list[RegionSpec], mask: str = "solid",
-                  deid: DeidOptions | None = None) -> ProtectResult:
+                  deid: DeidOptions | None = None, use_detector: bool = False) -> ProtectResult:
     rt = get_runtime()
     if mask not in MASKS:
         raise ValidationError(f"Unknown mask {mask!r}; choose one of {', '.join(MASKS)}.")
@@ -110,6 +139,9 @@ def protect_image(actor: Actor, image_id: int, regions: list[RegionSpec], mask: 
     if img.pixel_sha256 and pixel_digest(pixels) != img.pixel_sha256:
         raise IntegrityError(f"Image #{image_id} no longer matches the checksum taken at upload.")
     digest = img.pixel_sha256 or pixel_digest(pixels)
+    if use_detector:
+        regions = list(regions) + detector_regions(pixels, decoded.frames, decoded.photometric,
+                                                   rt.settings.detector_conf, rt.settings.detector_iou)
     boxes: list[tuple[RegionSpec, Box]] = []
     for spec in regions:
         if spec.cls not in REGION_CLASSES:

@@ -1,0 +1,130 @@
+"""Sensitive-text detector: a YOLO model trained by scripts/train_detector.py, loaded once per
+process, run on a whole-image pass plus native-resolution tiles (so 18-px text in a 3000-px image
+is still found), boxes merged across tiles. CPU by default, CUDA when present."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.config import PROJECT_ROOT
+from core.crypto.sealing import Box
+from core.errors import IntegrityError, NotFound
+from core.ml import yolo_env
+from core.ml.synth import CLASSES
+
+DEFAULT_WEIGHTS = PROJECT_ROOT / "models" / "detector" / "medshield-text-yolov8n.pt"
+TILE = 416
+OVERLAP = 128
+
+
+@dataclass(frozen=True)
+class Detection:
+    box: Box
+    cls: str
+    confidence: float
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def device() -> str:
+    import torch
+
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+@functools.lru_cache(maxsize=4)
+def load(path: str = str(DEFAULT_WEIGHTS), sha256: str | None = None):
+    """The YOLO model, once per process (and per file). Verified by checksum when one is given."""
+    p = Path(path)
+    if not p.exists():
+        raise NotFound(f"No detector weights at {p.name}: run scripts/train_detector.py.")
+    if sha256 and file_sha256(p) != sha256:
+        raise IntegrityError("The detector weights do not match their recorded checksum.")
+    yolo_env.configure()
+    from ultralytics import YOLO
+
+    return YOLO(str(p), task="detect")
+
+
+def _tiles(h: int, w: int, tile: int = TILE, overlap: int = OVERLAP) -> list[tuple[int, int]]:
+    step = tile - overlap
+    ys = list(range(0, max(1, h - tile) + 1, step)) or [0]
+    xs = list(range(0, max(1, w - tile) + 1, step)) or [0]
+    if ys[-1] + tile < h:
+        ys.append(h - tile)
+    if xs[-1] + tile < w:
+        xs.append(w - tile)
+    return [(y, x) for y in ys for x in xs]
+
+
+def _merge_lines(dets: list[Detection]) -> list[Detection]:
+    """Join pieces of one text line cut by tile borders: same class, same row, touching."""
+    dets = sorted(dets, key=lambda d: (d.cls, d.box.y0, d.box.x0))
+    out: list[Detection] = []
+    for d in dets:
+        if out:
+            p = out[-1]
+            a, b = p.box, d.box
+            v_overlap = min(a.y1, b.y1) - max(a.y0, b.y0)
+            h = min(a.y1 - a.y0, b.y1 - b.y0)
+            if p.cls == d.cls and h > 0 and v_overlap > 0.6 * h and b.x0 <= a.x1 + 0.5 * h and b.x1 >= a.x0:
+                out[-1] = Detection(Box(min(a.x0, b.x0), min(a.y0, b.y0), max(a.x1, b.x1), max(a.y1, b.y1), a.frame),
+                                    p.cls, max(p.confidence, d.confidence))
+                continue
+        out.append(d)
+    return out
+
+
+def detect(image8: np.ndarray, conf: float = 0.25, iou: float = 0.45, weights: str | None = None,
+           frame: int = 0, model=None) -> list[Detection]:
+    """Boxes in image pixels for an 8-bit view (H x W or H x W x 3) of the image."""
+    import torch
+    from torchvision.ops import nms
+
+    model = model or load(weights or str(DEFAULT_WEIGHTS))
+    img = image8 if image8.ndim == 3 else np.repeat(image8[..., None], 3, axis=2)
+    img = np.ascontiguousarray(img[..., ::-1])  # ultralytics takes BGR numpy arrays
+    h, w = img.shape[:2]
+    crops, offsets = [img], [(0, 0)]
+    if max(h, w) > TILE * 1.25:
+        for y, x in _tiles(h, w):
+            crops.append(img[y:y + TILE, x:x + TILE])
+            offsets.append((y, x))
+    boxes, scores, classes = [], [], []
+    dev = device()
+    for start in range(0, len(crops), 16):
+        results = model.predict(crops[start:start + 16], imgsz=TILE, conf=conf, iou=iou, device=dev, verbose=False)
+        for (oy, ox), res in zip(offsets[start:start + 16], results):
+            b = res.boxes
+            if b is None or len(b) == 0:
+                continue
+            xyxy = b.xyxy.cpu().numpy()
+            xyxy[:, [0, 2]] += ox
+            xyxy[:, [1, 3]] += oy
+            boxes.append(xyxy)
+            scores.append(b.conf.cpu().numpy())
+            classes.append(b.cls.cpu().numpy().astype(int))
+    if not boxes:
+        return []
+    xyxy, sc, cl = np.concatenate(boxes), np.concatenate(scores), np.concatenate(classes)
+    dets = []
+    for c in np.unique(cl):
+        idx = np.where(cl == c)[0]
+        keep = nms(torch.from_numpy(xyxy[idx]).float(), torch.from_numpy(sc[idx]).float(), iou).numpy()
+        for k in idx[keep]:
+            x0, y0, x1, y1 = xyxy[k]
+            box = Box(int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1)), frame).clip(h, w)
+            if not box.empty:
+                dets.append(Detection(box, CLASSES[int(c)] if int(c) < len(CLASSES) else str(c), float(sc[k])))
+    return _merge_lines(dets)

@@ -1,0 +1,221 @@
+"""Synthetic burned-in patient text, drawn the way scanners draw it, onto real images.
+
+Each line of text is one box. Class 0 `phi`: names, ids/MRNs, accession numbers, dates and
+times in many formats, age/sex tags, institutions. Class 1 `annotation`: laterality, view,
+technique values, scale marks and other text that identifies nobody (policy may keep it).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+CLASSES = ("phi", "annotation")
+TRAIN_FONTS = ["dejavu/DejaVuSans.ttf", "dejavu/DejaVuSansMono.ttf", "dejavu/DejaVuSans-Bold.ttf",
+               "liberation/LiberationSans-Regular.ttf", "liberation/LiberationMono-Regular.ttf",
+               "dejavu/DejaVuSansCondensed.ttf", "liberation/LiberationSans-Bold.ttf"]
+HELDOUT_FONTS = ["freefont/FreeSans.ttf", "freefont/FreeMono.ttf", "liberation/LiberationSerif-Regular.ttf",
+                 "dejavu/DejaVuSerif.ttf", "freefont/FreeSansBold.ttf"]
+FONT_ROOT = Path("/usr/share/fonts/truetype")
+
+
+def font_paths(names: list[str]) -> list[Path]:
+    paths = [FONT_ROOT / n for n in names if (FONT_ROOT / n).exists()]
+    if not paths:
+        raise FileNotFoundError("No TrueType fonts found: install fonts-dejavu-core fonts-liberation fonts-freefont-ttf")
+    return paths
+
+
+_DATE_FORMATS = ["%Y-%m-%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%Y%m%d", "%d-%b-%Y", "%b %d %Y", "%d %B %Y",
+                 "%Y/%m/%d", "%d-%m-%y"]
+_TIME_FORMATS = ["%H:%M", "%H:%M:%S", "%I:%M %p", "%H%M%S"]
+_ANNOTATIONS = ["L", "R", "AP", "PA", "LAT", "PORTABLE", "SUPINE", "ERECT", "UPRIGHT", "kVp 80", "kVp 120",
+                "mAs 2.5", "mAs 16", "W:400 L:40", "WW 1500 WL -600", "5 cm", "10 mm", "1 cm", "Se: 3", "Im: 12/40",
+                "Gain 52", "DR 60", "FR 25Hz", "2D", "C5-1", "THI", "Depth 16cm", "ABD", "CHEST", "INSP",
+                "Zoom 1.5", "Slice 5.0mm", "Tilt 0.0", "TE 12", "TR 520", "HEAD FIRST", "+", "* ", "x1.0"]
+
+
+class TextFactory:
+    """Random PHI and annotation strings (Faker, several locales)."""
+
+    def __init__(self, seed: int):
+        from faker import Faker
+
+        self.fake = Faker(["en_US", "en_GB", "de_DE", "fr_FR", "es_ES", "it_IT", "nl_NL"])
+        self.fake.seed_instance(seed)
+        self.rng = np.random.default_rng(seed)
+
+    def _date(self) -> str:
+        d = self.fake.date_time_between(start_date="-90y", end_date="now")
+        return d.strftime(str(self.rng.choice(_DATE_FORMATS)))
+
+    def phi(self) -> str:
+        f, r = self.fake, self.rng
+        kind = r.integers(0, 12)
+        if kind == 0:
+            return f.name()
+        if kind == 1:
+            last, first = f.last_name(), f.first_name()
+            return str(r.choice([f"{last.upper()}^{first}", f"{last}, {first}", f"{last.upper()} {first.upper()}"]))
+        if kind == 2:
+            return str(r.choice(["ID: ", "MRN ", "PID:", "Pat ID ", "", "Patient ID: "])) + str(
+                r.choice([f.bothify("########"), f.bothify("??######").upper(), f.bothify("###-##-####"), str(r.integers(10**5, 10**10))]))
+        if kind == 3:
+            return str(r.choice(["Acc: ", "ACC#", "Accession ", ""])) + f.bothify("??#######").upper()
+        if kind == 4:
+            return str(r.choice(["DOB: ", "Born ", "", "DOB "])) + self._date()
+        if kind == 5:
+            return self._date() + " " + self.fake.date_time().strftime(str(r.choice(_TIME_FORMATS)))
+        if kind == 6:
+            age, sex = int(r.integers(0, 99)), str(r.choice(["M", "F"]))
+            return str(r.choice([f"[{sex}]", f"{sex}/{age}", f"{age}Y {sex}", f"{age}y", f"Age {age} {sex}", f"{sex} {age:03d}Y"]))
+        if kind == 7:
+            return str(r.choice([f.company() + " Hospital", "St. " + f.last_name() + " Medical Center",
+                                 f.city() + " General", f.city() + " Radiology", "Univ. Clinic " + f.city()]))
+        if kind == 8:
+            return f.name() + "  " + self._date()
+        if kind == 9:
+            return str(r.choice(["Dr. ", "Ref: ", "Phys: "])) + f.last_name()
+        if kind == 10:
+            return self._date()
+        return f.last_name().upper() + " " + f.bothify("#######") + " " + str(r.choice(["M", "F"]))
+
+    def annotation(self) -> str:
+        return str(self.rng.choice(_ANNOTATIONS))
+
+
+@dataclass
+class Sample:
+    image: np.ndarray  # uint8, HxW or HxWx3
+    boxes: list[tuple[int, int, int, int, int]]  # (cls, x0, y0, x1, y1)
+
+
+def _to_uint8_window(arr16: np.ndarray) -> np.ndarray:
+    lo, hi = np.percentile(arr16, [0.5, 99.5])
+    return ((arr16.astype(np.float32) - lo) / max(hi - lo, 1) * 255).clip(0, 255).astype(np.uint8)
+
+
+def render(background: np.ndarray, rng: np.random.Generator, texts: TextFactory, fonts: list[Path],
+           long_side: int | None = None, text_height: tuple[int, int] | None = None) -> Sample:
+    """Draw text blocks on a background resized so its long side is `long_side` pixels."""
+    bg = Image.fromarray(background)
+    if long_side:
+        scale = long_side / max(bg.size)
+        bg = bg.resize((max(16, int(bg.width * scale)), max(16, int(bg.height * scale))), Image.Resampling.BILINEAR)
+    rgb = bg.mode == "RGB" and rng.random() < 0.5
+    bg = bg.convert("RGB" if rgb else "L")
+    W, H = bg.size
+    deep = (not rgb) and rng.random() < 0.35  # 12/16-bit path: text at max value, windowed to 8 bits
+    maxv = 4095 if rng.random() < 0.6 else 65535
+    canvas = np.asarray(bg).astype(np.float32) * (maxv / 255.0 if deep else 1.0)
+    layer = Image.new("L", (W, H), 0)  # text mask
+    draw_mask = ImageDraw.Draw(layer)
+    boxes: list[tuple[int, int, int, int, int]] = []
+    backing = Image.new("L", (W, H), 0)
+    draw_back = ImageDraw.Draw(backing)
+    font_path = fonts[int(rng.integers(0, len(fonts)))]
+    occupied: list[tuple[int, int, int, int]] = []
+
+    def place_block(lines: list[tuple[str, int]], corner: str) -> None:
+        h = int(rng.integers(*text_height)) if text_height else int(max(7, rng.uniform(0.01, 0.05) * H))
+        font = ImageFont.truetype(str(font_path), h)
+        margin = int(rng.uniform(0.005, 0.03) * W) + 2
+        widths = [int(draw_mask.textlength(t, font=font)) for t, _ in lines]
+        line_h = int(h * rng.uniform(1.1, 1.5))
+        block_w, block_h = max(widths), line_h * len(lines)
+        if block_w >= W - 2 * margin or block_h >= H - 2 * margin:
+            return
+        x = margin if "l" in corner else W - margin - block_w
+        y = margin if "t" in corner else H - margin - block_h
+        if corner == "c":
+            x, y = int(rng.integers(margin, W - block_w - margin)), int(rng.integers(margin, H - block_h - margin))
+        rect = (x, y, x + block_w, y + block_h)
+        if any(not (rect[2] < o[0] or rect[0] > o[2] or rect[3] < o[1] or rect[1] > o[3]) for o in occupied):
+            return
+        occupied.append(rect)
+        if rng.random() < 0.3:
+            pad = max(2, h // 4)
+            draw_back.rectangle((x - pad, y - pad, x + block_w + pad, y + block_h + pad), fill=255)
+        for n, ((text, cls), w) in enumerate(zip(lines, widths)):
+            tx = x if "l" in corner or corner == "c" else x + block_w - w
+            ty = y + n * line_h
+            draw_mask.text((tx, ty), text, font=font, fill=255)
+            bx0, by0, bx1, by1 = draw_mask.textbbox((tx, ty), text, font=font)
+            pad = max(1, h // 8)
+            boxes.append((cls, max(0, bx0 - pad), max(0, by0 - pad), min(W, bx1 + pad), min(H, by1 + pad)))
+
+    corners = ["tl", "tr", "bl", "br"]
+    rng.shuffle(corners)
+    for corner in corners[: int(rng.integers(1, 4))]:
+        n = int(rng.integers(1, 5))
+        place_block([(texts.phi(), 0) for _ in range(n)], corner)
+    if rng.random() < 0.35:  # a banner: several fields on one line along an edge
+        place_block([("   ".join(texts.phi() for _ in range(int(rng.integers(2, 4)))), 0)], str(rng.choice(["tl", "bl"])))
+    for _ in range(int(rng.integers(0, 4))):
+        place_block([(texts.annotation(), 1)], str(rng.choice(["tl", "tr", "bl", "br", "c"])))
+
+    mask = np.asarray(layer).astype(np.float32) / 255.0
+    back = np.asarray(backing).astype(np.float32) / 255.0
+    top = maxv if deep else 255.0
+    level = top * (1.0 if rng.random() < 0.6 else rng.uniform(0.6, 0.95))
+    dark_text = rng.random() < 0.15
+    if canvas.ndim == 3:
+        mask, back = mask[..., None], back[..., None]
+    base = canvas * (1 - back) + back * (top * 0.9 if dark_text else rng.uniform(0, 0.15) * top)
+    ink = (top * 0.05) if dark_text else level
+    out = base * (1 - mask) + mask * ink
+    if deep:
+        img8 = _to_uint8_window(out)
+    else:
+        img8 = out.clip(0, 255).astype(np.uint8)
+    im = Image.fromarray(img8)
+    if rng.random() < 0.3:
+        im = im.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.3, 0.9))))
+    arr = np.asarray(im).astype(np.float32)
+    if rng.random() < 0.4:
+        arr = arr + rng.normal(0, rng.uniform(1, 8), arr.shape)
+    img8 = arr.clip(0, 255).astype(np.uint8)
+    if rng.random() < 0.3:
+        buf = io.BytesIO()
+        Image.fromarray(img8).save(buf, "JPEG", quality=int(rng.integers(40, 95)))
+        img8 = np.asarray(Image.open(io.BytesIO(buf.getvalue())))
+    return Sample(img8, boxes)
+
+
+def crop_tile(sample: Sample, rng: np.random.Generator, tile: int) -> Sample:
+    """A tile x tile view: a crop around a text box at native scale, or the whole image scaled
+    down; boxes less than half inside are dropped, the rest clipped."""
+    img = sample.image
+    H, W = img.shape[:2]
+    if max(H, W) <= tile or rng.random() < 0.35 or not sample.boxes:
+        scale = min(1.0, tile / max(H, W))
+        im = Image.fromarray(img).resize((max(1, int(W * scale)), max(1, int(H * scale))), Image.Resampling.BILINEAR)
+        boxes = [(c, int(x0 * scale), int(y0 * scale), int(np.ceil(x1 * scale)), int(np.ceil(y1 * scale)))
+                 for c, x0, y0, x1, y1 in sample.boxes]
+        return Sample(np.asarray(im), [b for b in boxes if b[3] - b[1] >= 3 and b[4] - b[2] >= 3])
+    c, x0, y0, x1, y1 = sample.boxes[int(rng.integers(0, len(sample.boxes)))]
+    cx = int(np.clip(rng.integers(x1 - tile, x0 + 1) if x1 - x0 < tile else x0 - 8, 0, max(0, W - tile)))
+    cy = int(np.clip(rng.integers(y1 - tile, y0 + 1) if y1 - y0 < tile else y0 - 8, 0, max(0, H - tile)))
+    crop = img[cy:cy + tile, cx:cx + tile]
+    out = []
+    for c, a0, b0, a1, b1 in sample.boxes:
+        area = (a1 - a0) * (b1 - b0)
+        k0, l0, k1, l1 = max(a0, cx), max(b0, cy), min(a1, cx + tile), min(b1, cy + tile)
+        if k1 <= k0 or l1 <= l0:
+            continue
+        if (k1 - k0) * (l1 - l0) < 0.5 * area:
+            continue
+        out.append((c, k0 - cx, l0 - cy, k1 - cx, l1 - cy))
+    return Sample(np.ascontiguousarray(crop), out)
+
+
+def yolo_label(sample: Sample) -> str:
+    H, W = sample.image.shape[:2]
+    rows = []
+    for c, x0, y0, x1, y1 in sample.boxes:
+        rows.append(f"{c} {(x0 + x1) / 2 / W:.6f} {(y0 + y1) / 2 / H:.6f} {(x1 - x0) / W:.6f} {(y1 - y0) / H:.6f}")
+    return "\n".join(rows) + ("\n" if rows else "")

@@ -1,0 +1,76 @@
+"""Backgrounds and synthetic sets for the detector (training and evaluation scripts only)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from core.imaging.decode import decode_image
+from core.imaging.display import to_display_uint8
+from core.ml.synth import Sample, TextFactory, crop_tile, font_paths, render, yolo_label
+
+CLEAN_MODALITIES = {"CT", "MR", "CR", "DX", "NM", "XA", "MG", "PT", "RF", "RTDOSE"}
+
+
+def backgrounds(data_root: Path, split: str, limit: int, seed: int) -> list[np.ndarray]:
+    """Real images without burned-in text: lung-segmentation X-rays, the chest X-ray set's train
+    or test split, and every decodable frame of the clean-modality DICOM samples."""
+    rnd = random.Random(seed)
+    out: list[np.ndarray] = []
+    lung = sorted((data_root / "cxr-lung-seg" / "images").glob("*.jpg"))
+    rnd.shuffle(lung)
+    half = len(lung) // 2
+    lung = lung[:half] if split == "train" else lung[half:]
+    kermany = sorted((data_root / "kermany-cxr-224" / "dataset" / ("train" if split == "train" else "test")).glob("*/*.jp*g"))
+    rnd.shuffle(kermany)
+    for p in lung[: limit // 2] + kermany[: limit // 4]:
+        out.append(np.asarray(Image.open(p).convert("L")))
+    dcm = sorted((data_root / "dicom-samples").rglob("*.dcm"))
+    for p in dcm:
+        try:
+            img = decode_image(p.read_bytes())
+        except Exception:
+            continue
+        if img.modality not in CLEAN_MODALITIES or min(img.rows, img.cols) < 64:
+            continue
+        for f in range(min(img.frames, 3)):
+            out.append(to_display_uint8(img.pixels, photometric=img.photometric, frames=img.frames, frame=f))
+    rnd.shuffle(out)
+    return out[:limit]
+
+
+def write_yolo_split(root: Path, split: str, bgs: list[np.ndarray], n: int, seed: int, fonts: list[str],
+                     tile: int) -> None:
+    rng = np.random.default_rng(seed)
+    texts = TextFactory(seed)
+    fp = font_paths(fonts)
+    (root / "images" / split).mkdir(parents=True, exist_ok=True)
+    (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        bg = bgs[int(rng.integers(0, len(bgs)))]
+        if rng.random() < 0.1:  # some images carry no text at all
+            long_side = int(rng.integers(300, 1600))
+            s = Sample(np.asarray(Image.fromarray(bg).resize((long_side, long_side))), [])
+        else:
+            s = render(bg, rng, texts, fp, long_side=int(rng.integers(256, 1800)))
+        t = crop_tile(s, rng, tile)
+        Image.fromarray(t.image).save(root / "images" / split / f"{i:05d}.png")
+        (root / "labels" / split / f"{i:05d}.txt").write_text(yolo_label(t))
+
+
+def full_images(bgs: list[np.ndarray], n: int, seed: int, fonts: list[str], large: bool = False) -> list[Sample]:
+    """Whole images for evaluation; `large` = 2000-3000 px with text 18-20 px high."""
+    rng = np.random.default_rng(seed)
+    texts = TextFactory(seed)
+    fp = font_paths(fonts)
+    out = []
+    for _ in range(n):
+        bg = bgs[int(rng.integers(0, len(bgs)))]
+        if large:
+            out.append(render(bg, rng, texts, fp, long_side=int(rng.integers(2000, 3001)), text_height=(18, 21)))
+        else:
+            out.append(render(bg, rng, texts, fp, long_side=int(rng.integers(300, 1800))))
+    return out
