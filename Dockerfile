@@ -14,9 +14,13 @@ COPY requirements.txt constraints.txt ./
 RUN pip install --no-cache-dir -r requirements.txt -c constraints.txt
 
 COPY . .
-RUN useradd --create-home --uid 10001 medshield && mkdir -p /data && chown medshield /data
+# scripts/serve.sh runs .venv/bin/{python,streamlit}: point them at the image's interpreter
+RUN mkdir -p .venv/bin && ln -s "$(command -v python)" .venv/bin/python \
+ && ln -s "$(command -v streamlit)" .venv/bin/streamlit \
+ && useradd --create-home --uid 10001 medshield && mkdir -p /data && chown medshield /data
 USER medshield
 VOLUME ["/data"]
 EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s CMD curl -fsS http://127.0.0.1:8501/_stcore/health || exit 1
-CMD ["streamlit", "run", "Home.py", "--server.address=0.0.0.0", "--server.port=8501"]
+ENV MEDSHIELD_HOST=0.0.0.0
+CMD ["bash", "scripts/serve.sh"]

@@ -6,7 +6,9 @@ from streamlit_drawable_canvas import st_canvas
 from core.crypto.masking import MASK_WARNINGS, MASKS
 from core.crypto.sealing import Box
 from core.errors import MedShieldError
-from core.imaging.canvas import boxes_from_fabric
+from core import jobs
+from core.imaging.canvas import boxes_from_fabric, fabric_from_boxes
+from core.ml.detector import DEFAULT_WEIGHTS
 from core.imaging.deid import DeidOptions
 from core.imaging.display import to_display_uint8
 from core.services import patients, protect
@@ -43,11 +45,27 @@ cw = min(900, max(cols, 512))  # small images are shown larger; boxes stay in im
 scale = cols / cw
 ch = max(1, int(round(rows / scale)))
 
+has_detector = DEFAULT_WEIGHTS.exists()
+proposals = st.session_state.setdefault("proposals", {})
+if st.button("Detect burned-in text", disabled=not has_detector,
+             help="Runs the trained detector; its boxes appear on the canvas for you to check." if has_detector
+             else "No detector weights are installed (models/detector)."):
+    with st.spinner("Detecting…"):
+        found = attempt(protect.detect_regions, me, info.id)
+    if found is not None:
+        proposals[info.id] = found
+        st.session_state["canvas_rev"] = st.session_state.get("canvas_rev", 0) + 1
+        st.toast(f"{len(found)} region(s) proposed")
+initial = None
+if proposals.get(info.id):
+    initial = fabric_from_boxes([p.box for p in proposals[info.id] if p.box.frame == frame], scale)
+
 left, right = st.columns([3, 2])
 with left:
     canvas = st_canvas(fill_color="rgba(228,87,46,0.25)", stroke_width=2, stroke_color="#e4572e",
                        background_image=PILImage.fromarray(view).resize((cw, ch)), height=ch, width=cw,
-                       drawing_mode="rect", key=f"canvas_{info.id}_{frame}", update_streamlit=True)
+                       drawing_mode="rect", initial_drawing=initial,
+                       key=f"canvas_{info.id}_{frame}_{st.session_state.get('canvas_rev', 0)}", update_streamlit=True)
     drawn = boxes_from_fabric(canvas.json_data, scale, rows, cols, frame)
 with right:
     st.markdown(f"**{len(drawn)} region(s)** in image pixels (edit or delete rows to fix them)")
@@ -92,3 +110,28 @@ if st.button(label, type="primary"):
                 f"Image #{res.image_id} protected: {res.regions} region(s) sealed, stored as {res.protected_format}"
                 + (f", header: {res.deid_method}" if res.deid_method else "") + ".")
             st.rerun()
+
+
+st.divider()
+st.subheader("Protect many images in the background")
+with st.form("batch"):
+    chosen = st.multiselect("Images", list(labels), default=list(labels)[:50])
+    c1, c2, c3 = st.columns(3)
+    b_mask = c1.selectbox("Mask", MASKS, key="batch_mask")
+    use_det = c2.checkbox("Use the detector", value=has_detector, disabled=not has_detector)
+    b_dates = c3.checkbox("Retain shifted dates (DICOM)", key="batch_dates")
+    if st.form_submit_button("Queue protection"):
+        job = attempt(jobs.enqueue_protect, me, [labels[c].id for c in chosen], b_mask,
+                      DeidOptions(retain_dates_shifted=b_dates), use_det)
+        if job:
+            st.success(f"Job #{job.id} queued: {job.total} image(s).")
+
+
+@st.fragment(run_every=2)
+def job_progress() -> None:
+    for j in attempt(jobs.list_jobs, me, 5) or []:
+        text = f"Job #{j.id} · {j.status} · {j.done} done, {j.failed} failed of {j.total}"
+        st.progress(j.progress, text=text)
+
+
+job_progress()
