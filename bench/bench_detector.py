@@ -1,0 +1,50 @@
+"""Detector latency: PyTorch vs ONNX Runtime on the same 416-px input (the ratio is reported),
+and the whole pipeline (whole-image pass + tiles) at 512 and 2048 px.
+
+    .venv/bin/python -m bench.bench_detector
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+from core.ml import detector, yolo_env
+
+
+def _median(fn, n):
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main() -> None:
+    yolo_env.configure()
+    from ultralytics import YOLO
+
+    pt = detector.DEFAULT_WEIGHTS
+    onnx = pt.with_suffix(".onnx")
+    img = (np.random.default_rng(0).random((416, 416, 3)) * 255).astype(np.uint8)
+    torch_model = YOLO(str(pt), task="detect")
+    onnx_model = YOLO(str(onnx), task="detect")
+    for m in (torch_model, onnx_model):
+        for _ in range(3):
+            m.predict(img, imgsz=416, verbose=False, device="cpu")
+    t_pt = _median(lambda: torch_model.predict(img, imgsz=416, verbose=False, device="cpu"), 30)
+    t_ox = _median(lambda: onnx_model.predict(img, imgsz=416, verbose=False, device="cpu"), 30)
+    print(f"one 416 px input: PyTorch {t_pt * 1e3:.1f} ms, ONNX Runtime {t_ox * 1e3:.1f} ms, "
+          f"ratio ONNX/PyTorch {t_ox / t_pt:.2f}x")
+    for size in (512, 2048):
+        big = (np.random.default_rng(1).random((size, size)) * 255).astype(np.uint8)
+        detector.detect(big)
+        t = _median(lambda: detector.detect(big), 5)
+        print(f"full pipeline {size}x{size}: {t * 1e3:.0f} ms ({1 + (len(detector._tiles(size, size)) if size > 520 else 0)} passes)")
+
+
+if __name__ == "__main__":
+    main()

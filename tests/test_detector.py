@@ -1,0 +1,82 @@
+"""The detector pipeline with a tiny model built in the test (random weights: shapes and plumbing,
+not accuracy), offline; the synthetic-text generator; and the fallback without weights."""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pytest
+
+from core.crypto.sealing import Box
+from core.ml import detector, yolo_env
+from core.ml.detector import Detection, _merge_lines, _tiles
+from core.ml.synth import CLASSES, TRAIN_FONTS, TextFactory, crop_tile, font_paths, render, yolo_label
+
+
+def test_tiles_cover_the_image():
+    for h, w in [(416, 416), (500, 3000), (2999, 2001)]:
+        covered = np.zeros((h, w), bool)
+        for y, x in _tiles(h, w):
+            covered[y:y + 416, x:x + 416] = True
+        assert covered.all()
+
+
+def test_line_pieces_are_merged():
+    a = Detection(Box(10, 100, 300, 120), "phi", 0.9)
+    b = Detection(Box(290, 101, 600, 121), "phi", 0.8)
+    c = Detection(Box(10, 300, 100, 320), "phi", 0.7)
+    merged = _merge_lines([b, c, a])
+    assert Detection(Box(10, 100, 600, 121), "phi", 0.9) in merged and len(merged) == 2
+
+
+def test_synthetic_samples_are_well_formed():
+    rng = np.random.default_rng(0)
+    bg = (np.random.default_rng(1).random((300, 400)) * 255).astype(np.uint8)
+    for _ in range(5):
+        s = render(bg, rng, TextFactory(0), font_paths(TRAIN_FONTS), long_side=900)
+        h, w = s.image.shape[:2]
+        assert s.boxes and all(0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h for _, x0, y0, x1, y1 in s.boxes)
+        t = crop_tile(s, rng, 416)
+        assert t.image.shape[0] <= 416 and t.image.shape[1] <= 416
+        for line in yolo_label(t).splitlines():
+            c, *xywh = line.split()
+            assert int(c) in (0, 1) and all(0 <= float(v) <= 1 for v in xywh)
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    cfg = tmp_path_factory.mktemp("yolo")
+    yolo_env.configure(cfg)
+    from ultralytics import YOLO
+
+    model = YOLO("yolov8n.yaml")
+    path = cfg / "tiny.pt"
+    model.save(str(path))
+    return str(path)
+
+
+def test_detect_runs_offline_on_large_images(tiny_weights, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("the detector tried to reach the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    img = (np.random.default_rng(2).random((1500, 2600)) * 255).astype(np.uint8)
+    dets = detector.detect(img, conf=0.001, weights=tiny_weights)
+    for d in dets:
+        assert 0 <= d.box.x0 < d.box.x1 <= 2600 and 0 <= d.box.y0 < d.box.y1 <= 1500
+        assert 0.0 <= d.confidence <= 1.0
+    assert detector.load(tiny_weights) is detector.load(tiny_weights)  # loaded once per process
+
+
+def test_weights_are_checked(tiny_weights):
+    from core.errors import IntegrityError, NotFound
+
+    with pytest.raises(IntegrityError):
+        detector.load(tiny_weights, sha256="0" * 64)
+    with pytest.raises(NotFound, match="train_detector"):
+        detector.load("/nonexistent/model.pt")
+
+
+def test_classes():
+    assert CLASSES == ("phi", "annotation")
