@@ -42,7 +42,7 @@ if held is not None:
     else:
         b.image(masked, caption="Protected (as shared)", width="stretch")
     c1, c2, c3 = st.columns(3)
-    c1.download_button("Download PNG", held.png_bytes(), f"image-{info.id}.png", "image/png",
+    c1.download_button("Download PNG" if held.png_is_lossless else "Download PNG (8-bit view)", held.png_bytes(), f"image-{info.id}.png", "image/png",
                        on_click=protect.record_download, args=(actor(), info.id, "png"), width="stretch")
     c2.download_button("Download JPEG", held.jpeg_bytes(), f"image-{info.id}.jpg", "image/jpeg",
                        on_click=protect.record_download, args=(actor(), info.id, "jpeg"), width="stretch")

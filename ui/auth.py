@@ -7,7 +7,6 @@ import json
 import time
 
 import streamlit as st
-import streamlit.components.v1 as components
 import streamlit_authenticator as stauth
 
 from core.errors import AuthenticationFailed
@@ -65,9 +64,9 @@ def login_gate() -> UserInfo | None:
 
 def _write_cookie(value: str, max_age: int) -> None:
     """Write (or, with max_age 0, delete) the re-login cookie. The snippet is the same on every
-    run, so the browser keeps one frame and a rerun can never swallow the write."""
+    run (idempotent), so a rerun that replaces the page can never swallow the write."""
     cookie = f"{COOKIE_NAME}={value}; Max-Age={max_age}; Path=/; SameSite=Strict"
-    components.html(f"<script>parent.document.cookie = {json.dumps(cookie)};</script>", height=0)
+    st.html(f"<script>document.cookie = {json.dumps(cookie)};</script>", unsafe_allow_javascript=True)
 
 
 def _submit_login() -> None:

@@ -72,8 +72,17 @@ class RestoredImage:
     dicom_bytes: bytes | None = None
     regions: list[Box] = field(default_factory=list)
 
+    @property
+    def png_is_lossless(self) -> bool:
+        return self.pixels.dtype == np.uint8 or (self.pixels.dtype == np.uint16 and self.pixels.ndim == (3 if self.frames > 1 else 2))
+
     def png_bytes(self) -> bytes:
-        return encode_png(self.pixels if self.frames == 1 else self.pixels[0])
+        """Lossless for 8-bit and unsigned 16-bit pixels; an 8-bit windowed view otherwise (signed
+        CT values, floats): the DICOM download is then the faithful original."""
+        first = self.pixels if self.frames == 1 else self.pixels[0]
+        if self.png_is_lossless:
+            return encode_png(first)
+        return encode_png(to_display_uint8(self.pixels, photometric=self.photometric, frames=self.frames))
 
     def jpeg_bytes(self, quality: int = 95) -> bytes:
         view = to_display_uint8(self.pixels, photometric=self.photometric, frames=self.frames)
