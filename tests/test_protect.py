@@ -288,3 +288,20 @@ def test_restore_and_download_are_audited(rt, tech, doctor, admin):
     actions = [e.action for e in audit_log.search_events(admin, username=doctor.username)]
     assert actions.count("image.restore") == 2 and actions.count("image.download") == 2
     assert all("Doe" not in e.detail for e in audit_log.search_events(admin))
+
+
+def test_signed_ct_downloads(sqlite_rt):
+    """CT_small holds signed 16-bit values: PNG is an 8-bit view, JPEG works, DICOM is exact."""
+    from core.services import users
+    from tests.conftest import admin_actor
+
+    adm = admin_actor(sqlite_rt)
+    tech = users.create_user(adm, "tt", "T", "technician", "long-enough-1").actor()
+    doc = users.create_user(adm, "dd", "D", "doctor", "long-enough-1").actor()
+    data = pydicom_file("CT_small.dcm")
+    image_id = _ingest(tech, "ct.dcm", data)
+    protect.protect_image(tech, image_id, BOXES)
+    restored = protect.restore_image(doc, image_id)
+    assert restored.pixels.dtype == np.int16 and not restored.png_is_lossless
+    assert restored.png_bytes().startswith(b"\x89PNG") and restored.jpeg_bytes().startswith(b"\xff\xd8")
+    assert np.array_equal(pydicom.dcmread(io.BytesIO(restored.dicom_bytes)).pixel_array, decode_image(data).pixels)
