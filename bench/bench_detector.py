@@ -6,21 +6,14 @@ and the whole pipeline (whole-image pass + tiles) at 512 and 2048 px.
 
 from __future__ import annotations
 
-import statistics
-import time
 
 import numpy as np
+
+from bench.common import median_time
 
 from core.ml import detector, yolo_env
 
 
-def _median(fn, n):
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -35,14 +28,14 @@ def main() -> None:
     for m in (torch_model, onnx_model):
         for _ in range(3):
             m.predict(img, imgsz=416, verbose=False, device="cpu")
-    t_pt = _median(lambda: torch_model.predict(img, imgsz=416, verbose=False, device="cpu"), 30)
-    t_ox = _median(lambda: onnx_model.predict(img, imgsz=416, verbose=False, device="cpu"), 30)
+    t_pt = median_time(lambda: torch_model.predict(img, imgsz=416, verbose=False, device="cpu"), 30)
+    t_ox = median_time(lambda: onnx_model.predict(img, imgsz=416, verbose=False, device="cpu"), 30)
     print(f"one 416 px input: PyTorch {t_pt * 1e3:.1f} ms, ONNX Runtime {t_ox * 1e3:.1f} ms, "
           f"ratio ONNX/PyTorch {t_ox / t_pt:.2f}x")
     for size in (512, 2048):
         big = (np.random.default_rng(1).random((size, size)) * 255).astype(np.uint8)
         detector.detect(big)
-        t = _median(lambda: detector.detect(big), 5)
+        t = median_time(lambda: detector.detect(big), 5)
         print(f"full pipeline {size}x{size}: {t * 1e3:.0f} ms ({1 + (len(detector._tiles(size, size)) if size > 520 else 0)} passes)")
 
 

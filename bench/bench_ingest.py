@@ -51,7 +51,7 @@ def medshield(files: list[bytes], tmp: Path) -> float:
     from core.services import ingest, users
     from core.security import Actor
 
-    rt = runtime.configure(Settings(data_dir=tmp / "data", database_url=f"sqlite:///{tmp / 'b.db'}",
+    runtime.configure(Settings(data_dir=tmp / "data", database_url=f"sqlite:///{tmp / 'b.db'}",
                                     redis_url=None, admin_password="bench-admin-1", bcrypt_rounds=4))
     admin = users.authenticate("admin", "bench-admin-1").actor()
     tech = users.create_user(admin, "benchtech", "Bench", "technician", "bench-pass-1").actor()

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import io
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from bench.common import median_time
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from PIL import Image
 
@@ -33,13 +34,6 @@ BOXES = [Box(10, 10, 330, 50), Box(10, 60, 250, 100), Box(400, 10, 500, 40), Box
          Box(350, 460, 500, 500)]
 
 
-def _median(fn, n: int) -> float:
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def bench_sealing() -> None:
@@ -68,7 +62,7 @@ def bench_sealing() -> None:
 
         for _ in range(30):
             raw(), crop_raw(), ours()
-        r, c, o = _median(raw, 300), _median(crop_raw, 300), _median(ours, 300)
+        r, c, o = median_time(raw, 300), median_time(crop_raw, 300), median_time(ours, 300)
         print(f"sealing 5 regions of a {size}x{size} uint16 image ({sum(len(p) for p in patches) / 1024:.0f} KiB): "
               f"seal_region {o * 1e6:.0f} us; vs AES-GCM on cut-out bytes {r * 1e6:.0f} us = {o / r:.2f}x; "
               f"vs cut out + AES-GCM {c * 1e6:.0f} us = {o / c:.2f}x (goal <= 1.3x)")
@@ -97,7 +91,7 @@ def bench_restore_crypto() -> None:
         out = masked.copy()
         pixel_digest(out)
 
-    b, t = _median(baseline, 300), _median(restore, 300)
+    b, t = median_time(baseline, 300), median_time(restore, 300)
     print(f"restore crypto path, 5 regions, 512x512 uint16: {t * 1e3:.2f} ms "
           f"(copy+SHA-256 baseline {b * 1e3:.2f} ms, ratio {t / b:.2f}x; goal < 10 ms)")
 
@@ -141,7 +135,7 @@ def bench_service(size: int, n: int) -> None:
         for i in ids:
             protect.protect_image(tech, i, specs)
         prot = time.perf_counter() - t
-        rest = _median(lambda: protect.restore_image(doc, ids[0]), 10)
+        rest = median_time(lambda: protect.restore_image(doc, ids[0]), 10)
         runtime.reset()
     print(f"protect {size}x{size} uint16, 5 regions: {n / prot:.1f} images/s "
           f"(decode+PNG-encode baseline {n / base:.1f} images/s, ratio {prot / base:.2f}x); "

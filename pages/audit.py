@@ -5,7 +5,7 @@ import streamlit as st
 
 from core.services import audit_log
 from ui.navigation import guard
-from ui.common import attempt, fmt_ts
+from ui.common import attempt
 
 st.header("Audit log")
 me = guard("audit")

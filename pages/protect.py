@@ -11,8 +11,8 @@ from core.imaging.canvas import boxes_from_fabric, fabric_from_boxes
 from core.ml.detector import DEFAULT_WEIGHTS
 from core.imaging.deid import DeidOptions
 from core.imaging.display import to_display_uint8
-from core.services import patients, protect
-from ui.common import attempt
+from core.services import protect
+from ui.common import attempt, image_choices
 from ui.navigation import guard
 
 st.header("Protect")
@@ -23,11 +23,7 @@ st.caption("Draw a box around every burned-in name, id, date or other identifyin
            "pixels are sealed with AES-256-GCM; the image keeps everything else. DICOM headers are "
            "de-identified (PS3.15 Annex E).")
 
-todo = attempt(patients.list_images, me, "uploaded", None, 500) or []
-if not todo:
-    st.info("No uploaded image is waiting to be protected.")
-    st.stop()
-labels = {f"#{i.id} · {i.source_name[-40:]} · {i.modality} · {i.cols}x{i.rows}": i for i in todo}
+labels = image_choices(me, "uploaded", "No uploaded image is waiting to be protected.")
 info = labels[st.selectbox("Image", list(labels), key="protect_pick")]
 
 cache = st.session_state.setdefault("protect_pixels", {})

@@ -2,8 +2,8 @@ import numpy as np
 import streamlit as st
 
 from core.imaging.display import to_display_uint8
-from core.services import patients, protect
-from ui.common import actor, attempt
+from core.services import protect
+from ui.common import actor, attempt, image_choices
 from ui.navigation import guard
 
 st.header("Restore")
@@ -11,11 +11,7 @@ me = guard("restore")
 st.caption("Decrypts the sealed regions of a protected image and proves the result pixel-exact "
            "against the SHA-256 taken at upload. Every restore and download is audited.")
 
-done = attempt(patients.list_images, me, "protected", None, 500) or []
-if not done:
-    st.info("No protected image yet.")
-    st.stop()
-labels = {f"#{i.id} · {i.source_name[-40:]} · {i.modality} · {i.cols}x{i.rows}": i for i in done}
+labels = image_choices(me, "protected", "No protected image yet.")
 info = labels[st.selectbox("Image", list(labels), key="restore_pick")]
 
 held = st.session_state.get("restored")

@@ -36,3 +36,14 @@ def attempt(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
 
 def fmt_ts(ts) -> str:
     return ts.strftime("%Y-%m-%d %H:%M") if ts else ""
+
+
+def image_choices(me: Actor, status: str, empty_message: str) -> dict:
+    """Label -> ImageInfo for images in `status` (newest first); stops the page when there are none."""
+    from core.services import patients
+
+    found = attempt(patients.list_images, me, status, None, 500) or []
+    if not found:
+        st.info(empty_message)
+        st.stop()
+    return {f"#{i.id} · {i.source_name[-40:]} · {i.modality} · {i.cols}x{i.rows}": i for i in found}
