@@ -17,8 +17,7 @@ from core.ml import detector, yolo_env
 
 
 def main() -> None:
-    yolo_env.configure()
-    from ultralytics import YOLO
+    YOLO = yolo_env.import_yolo()
 
     pt = detector.DEFAULT_WEIGHTS
     onnx = pt.with_suffix(".onnx")

@@ -48,8 +48,7 @@ def test_synthetic_samples_are_well_formed():
 def tiny_weights(tmp_path_factory):
     cfg = tmp_path_factory.mktemp("yolo")
     yolo_env.configure(cfg)
-    from ultralytics import YOLO
-
+    YOLO = yolo_env.import_yolo()
     model = YOLO("yolov8n.yaml")
     path = cfg / "tiny.pt"
     model.save(str(path))
@@ -80,3 +79,17 @@ def test_weights_are_checked(tiny_weights):
 
 def test_classes():
     assert CLASSES == ("phi", "annotation")
+
+
+def test_ultralytics_does_not_change_how_broken_uploads_are_refused(tiny_weights):
+    """Regression: importing ultralytics patched PIL.Image.open, and a broken PNG then raised
+    ModuleNotFoundError (pi_heif) instead of a clear refusal."""
+    from PIL import Image
+
+    from core.errors import InvalidImage
+    from core.imaging.decode import decode_image
+
+    detector.load(tiny_weights)
+    assert Image.open.__module__.startswith("PIL")
+    with pytest.raises(InvalidImage, match="PNG"):
+        decode_image(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)

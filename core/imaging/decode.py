@@ -18,6 +18,9 @@ from core.errors import InvalidImage
 from core.imaging.sniff import describe_unknown, sniff_format
 
 PILImage.MAX_IMAGE_PIXELS = None  # our own limit (Limits.max_pixels) applies instead
+# Pillow's own opener, kept before any library patches PIL.Image.open (ultralytics replaces it
+# with one that imports, and may try to install, a HEIF plugin on unreadable files).
+_pil_open = PILImage.open
 
 
 @dataclass
@@ -78,7 +81,7 @@ def _decode_raster(data: bytes, fmt: str, limits: Limits) -> DecodedImage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", PILImage.DecompressionBombWarning)
-            im = PILImage.open(io.BytesIO(data), formats=[expected])
+            im = _pil_open(io.BytesIO(data), formats=[expected])
             cols, rows = im.size
             _check_dims(rows, cols, 1, limits)
             if getattr(im, "n_frames", 1) > 1:

@@ -51,10 +51,7 @@ def load(path: str = str(DEFAULT_WEIGHTS), sha256: str | None = None):
         raise NotFound(f"No detector weights at {p.name}: run scripts/train_detector.py.")
     if sha256 and file_sha256(p) != sha256:
         raise IntegrityError("The detector weights do not match their recorded checksum.")
-    yolo_env.configure()
-    from ultralytics import YOLO
-
-    return YOLO(str(p), task="detect")
+    return yolo_env.import_yolo()(str(p), task="detect")
 
 
 def _tiles(h: int, w: int, tile: int = TILE, overlap: int = OVERLAP) -> list[tuple[int, int]]:

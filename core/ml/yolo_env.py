@@ -37,3 +37,17 @@ def configure(config_dir: Path | None = None) -> Path:
             if not (ul / name).exists():
                 shutil.copyfile(font, ul / name)
     return cfg
+
+
+def import_yolo():
+    """`ultralytics.YOLO`, imported with PIL.Image.open put back afterwards: ultralytics patches it
+    process-wide to try a HEIF plugin (and an install) on unreadable files, which would change how
+    every hostile upload is refused."""
+    configure()
+    from PIL import Image
+
+    original = Image.open
+    from ultralytics import YOLO
+
+    Image.open = original
+    return YOLO

@@ -1,0 +1,97 @@
+"""Explanations: the pytorch-grad-cam family with an automatic (or chosen) target layer, a
+faithfulness score per map, and attention regions as boxes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+METHODS = ("gradcam", "gradcam++", "xgradcam", "eigencam", "layercam", "scorecam")
+
+
+def _cls(method: str):
+    from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM, XGradCAM
+
+    table = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "xgradcam": XGradCAM, "eigencam": EigenCAM,
+             "layercam": LayerCAM, "scorecam": ScoreCAM}
+    if method not in table:
+        raise ValueError(f"Unknown CAM method {method!r}; choose one of {', '.join(METHODS)}.")
+    return table[method]
+
+
+def conv_layers(model: nn.Module) -> list[str]:
+    """Names of the convolutional layers, last first (choices for the target layer)."""
+    return [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)][::-1]
+
+
+def default_target_layer(model: nn.Module) -> str:
+    """The last convolutional layer: the usual Grad-CAM target."""
+    names = conv_layers(model)
+    if not names:
+        raise ValueError("The model has no convolutional layer to explain.")
+    return names[0]
+
+
+def compute_cam(model: nn.Module, x: torch.Tensor, method: str = "gradcam", target_class: int | None = None,
+                layer: str | None = None, batch_size: int = 32) -> np.ndarray:
+    """A heatmap in [0, 1] with the input's height and width."""
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    model.eval()
+    layer_mod = dict(model.named_modules())[layer or default_target_layer(model)]
+    if target_class is None:
+        with torch.no_grad():
+            target_class = int(model(x).argmax(dim=1)[0])
+    cam_cls = _cls(method)
+    kwargs = {"batch_size": batch_size} if method == "scorecam" else {}
+    with cam_cls(model=model, target_layers=[layer_mod]) as cam:
+        if kwargs:
+            cam.batch_size = batch_size
+        heat = cam(input_tensor=x, targets=[ClassifierOutputTarget(target_class)])[0]
+    heat = np.nan_to_num(heat.astype(np.float32))
+    lo, hi = float(heat.min()), float(heat.max())
+    return (heat - lo) / (hi - lo) if hi > lo else np.zeros_like(heat)
+
+
+@dataclass(frozen=True)
+class CamQuality:
+    confidence_drop: float  # fall of the class score when the top-heat pixels are removed (ROAD, MoRF)
+    keep_change: float  # change when only the heat-weighted image is kept (CamMultImageConfidenceChange)
+
+    @property
+    def faithful(self) -> bool:
+        return self.confidence_drop > 0.0
+
+
+def cam_quality(model: nn.Module, x: torch.Tensor, heat: np.ndarray, target_class: int, percentile: int = 80) -> CamQuality:
+    from pytorch_grad_cam.metrics.cam_mult_image import CamMultImageConfidenceChange
+    from pytorch_grad_cam.metrics.road import ROADMostRelevantFirst
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+
+    targets = [ClassifierOutputSoftmaxTarget(target_class)]
+    cams = heat[None].astype(np.float32)
+    model.eval()
+    with torch.no_grad():
+        road = ROADMostRelevantFirst(percentile=percentile)(x, cams, targets, model)
+        keep = CamMultImageConfidenceChange()(x, cams, targets, model)
+    # ROAD returns (perturbed - original): a faithful map makes the score fall
+    return CamQuality(confidence_drop=float(-np.asarray(road).ravel()[0]), keep_change=float(np.asarray(keep).ravel()[0]))
+
+
+def attention_boxes(heat: np.ndarray, threshold: float = 0.5, max_boxes: int = 5) -> list[tuple[tuple[int, int, int, int], float]]:
+    """Connected regions above `threshold` as boxes (x0, y0, x1, y1) with their share of the heat."""
+    from scipy import ndimage
+
+    mask = heat >= threshold
+    labels, n = ndimage.label(mask)
+    total = float(heat.sum()) or 1.0
+    out = []
+    for i, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        share = float(heat[labels == i].sum()) / total
+        out.append(((sl[1].start, sl[0].start, sl[1].stop, sl[0].stop), share))
+    return sorted(out, key=lambda b: -b[1])[:max_boxes]
