@@ -58,6 +58,9 @@ def configure(settings: Settings | None = None, *, engine: Engine | None = None,
         _runtime = rt
         if bootstrap:
             bootstrap_admin(rt)
+            from core.services.models import register_shipped
+
+            register_shipped(rt)
         return rt
 
 

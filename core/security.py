@@ -37,6 +37,7 @@ class Permission(str, Enum):
     IMAGE_RESTORE = "image.restore"  # decrypt regions, see and download originals
     KEY_MANAGE = "key.manage"  # master-key rotation
     METRICS_READ = "metrics.read"  # aggregate protection/processing figures, no pixels
+    SYSTEM_READ = "system.read"  # health, queue, jobs, models, storage (no patient data)
 
 
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
@@ -51,7 +52,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     # Admins run the system; they never read patient images without a clinical role.
     Role.ADMIN.value: frozenset({
         Permission.USER_MANAGE, Permission.AUDIT_READ, Permission.ACCOUNT_SELF, Permission.KEY_MANAGE,
-        Permission.METRICS_READ,
+        Permission.METRICS_READ, Permission.SYSTEM_READ,
     }),
 }
 

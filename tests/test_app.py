@@ -18,12 +18,12 @@ HOME = str(Path(__file__).resolve().parent.parent / "Home.py")
 
 ALL_PAGES = {"upload": "pages/upload.py", "patients": "pages/patients.py", "admin": "pages/admin.py",
              "audit": "pages/audit.py", "account": "pages/account.py", "protect": "pages/protect.py",
-             "restore": "pages/restore.py", "metrics": "pages/metrics.py"}
+             "restore": "pages/restore.py", "metrics": "pages/metrics.py", "system": "pages/system.py"}
 HEADERS = {"upload": "Upload", "patients": "Patients", "admin": "Admin · users", "audit": "Audit log",
-           "account": "My account", "protect": "Protect", "restore": "Restore", "metrics": "Metrics"}
+           "account": "My account", "protect": "Protect", "restore": "Restore", "metrics": "Metrics", "system": "System"}
 ROLE_PAGES = {"technician": {"upload", "protect", "patients", "account"},
               "doctor": {"patients", "restore", "metrics", "account"},
-              "admin": {"admin", "audit", "metrics", "account"}}
+              "admin": {"admin", "audit", "system", "metrics", "account"}}
 
 
 @pytest.fixture

@@ -93,3 +93,28 @@ def test_ultralytics_does_not_change_how_broken_uploads_are_refused(tiny_weights
     assert Image.open.__module__.startswith("PIL")
     with pytest.raises(InvalidImage, match="PNG"):
         decode_image(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+
+
+def test_shipped_weights_are_registered_once_and_verified(rt, tiny_weights, monkeypatch, admin, tmp_path):
+    import shutil
+
+    from core.errors import IntegrityError
+    from core.services import models
+
+    weights = tmp_path / "shipped.pt"
+    shutil.copyfile(tiny_weights, weights)
+    monkeypatch.setitem(models.SHIPPED, "detector", (str(weights), str(tmp_path / "none.json"), "tiny"))
+    first = models.register_shipped(rt)
+    assert models.register_shipped(rt) == first  # idempotent
+    info = models.deployed("detector", rt)
+    assert info.deployed and info.sha256 == detector.file_sha256(weights)
+    assert [m.task for m in models.list_models(admin)].count("detector") >= 1
+    path, sha = models.deployed_weights("detector")
+    detector.load.cache_clear()
+    assert detector.load(path, sha) is not None
+    with open(weights, "ab") as fh:
+        fh.write(b"tampered")
+    detector.load.cache_clear()
+    with pytest.raises(IntegrityError):
+        detector.load(path, sha)
+    detector.load.cache_clear()

@@ -9,6 +9,8 @@ import core.services.account  # noqa: F401  (register all services)
 import core.services.audit_log  # noqa: F401
 import core.services.ingest  # noqa: F401
 import core.services.keys  # noqa: F401
+import core.services.models  # noqa: F401
+import core.services.system  # noqa: F401
 import core.services.patients  # noqa: F401
 import core.services.protect  # noqa: F401
 import core.services.users  # noqa: F401
@@ -50,6 +52,8 @@ EXPECTED: dict[str, set[str]] = {
     "core.jobs.enqueue_protect": {T},
     "core.jobs.get_job": {T, D},
     "core.jobs.list_jobs": {T, D},
+    "core.services.models.list_models": {D, A},
+    "core.services.system.system_status": {A},
     "core.services.patients.list_images": {T, D},
     "core.services.keys.key_status": {A},
     "core.services.keys.rotate_master_key": {A},
@@ -85,6 +89,8 @@ ARGS: dict[str, tuple] = {
     "core.jobs.enqueue_protect": ([999_999],),
     "core.jobs.get_job": (999_999,),
     "core.jobs.list_jobs": (),
+    "core.services.models.list_models": (),
+    "core.services.system.system_status": (),
     "core.services.protect.export_share": (999_999, "msx25519-public:" + "A" * 43 + "="),
     "core.services.patients.list_images": (),
     "core.services.keys.key_status": (),

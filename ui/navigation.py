@@ -10,7 +10,7 @@ from core.security import Actor
 ROLE_PAGES: dict[str, list[str]] = {
     "technician": ["upload", "protect", "patients", "account"],
     "doctor": ["patients", "restore", "metrics", "account"],
-    "admin": ["admin", "audit", "metrics", "account"],
+    "admin": ["admin", "audit", "system", "metrics", "account"],
 }
 
 

@@ -108,11 +108,14 @@ def detector_regions(pixels: np.ndarray, frames: int, photometric: str, conf: fl
     """Detector proposals on the first frame, repeated on every frame (cine loops keep their
     banner in place). Annotation text (L/R, technique) is left visible when `keep_annotations`."""
     from core.ml import detector
+    from core.services.models import deployed_weights
 
+    path, sha = deployed_weights("detector")
+    model = detector.load(path, sha)  # once per process; refused if the file changed
     window = _window(pixels, frames)
     view = to_display_uint8(pixels, photometric=photometric, frames=frames, window=window)
     specs = []
-    for d in detector.detect(view, conf=conf, iou=iou):
+    for d in detector.detect(view, conf=conf, iou=iou, model=model):
         if keep_annotations and d.cls == "annotation":
             continue
         for f in range(frames):
