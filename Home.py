@@ -16,6 +16,8 @@ PAGES = {
     "protect": st.Page("pages/protect.py", title="Protect", icon=":material/shield:", url_path="protect"),
     "patients": st.Page("pages/patients.py", title="Patients", icon=":material/groups:", url_path="patients"),
     "restore": st.Page("pages/restore.py", title="Restore", icon=":material/lock_open:", url_path="restore"),
+    "explain": st.Page("pages/explain.py", title="Explain", icon=":material/insights:", url_path="explain"),
+    "review": st.Page("pages/review.py", title="Review", icon=":material/rule:", url_path="review"),
     "metrics": st.Page("pages/metrics.py", title="Metrics", icon=":material/monitoring:", url_path="metrics"),
     "admin": st.Page("pages/admin.py", title="Admin", icon=":material/manage_accounts:", url_path="admin"),
     "system": st.Page("pages/system.py", title="System", icon=":material/dns:", url_path="system"),

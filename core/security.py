@@ -38,6 +38,9 @@ class Permission(str, Enum):
     KEY_MANAGE = "key.manage"  # master-key rotation
     METRICS_READ = "metrics.read"  # aggregate protection/processing figures, no pixels
     SYSTEM_READ = "system.read"  # health, queue, jobs, models, storage (no patient data)
+    AI_EXPLAIN = "ai.explain"  # run the clinical models, see heatmaps
+    AI_REVIEW = "ai.review"  # approve, reject or correct AI results
+    SETTINGS_MANAGE = "settings.manage"  # thresholds and policies
 
 
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
@@ -48,11 +51,12 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     Role.DOCTOR.value: frozenset({
         Permission.IMAGE_VIEW, Permission.PATIENT_READ, Permission.PATIENT_WRITE,
         Permission.ACCOUNT_SELF, Permission.IMAGE_RESTORE, Permission.METRICS_READ,
+        Permission.AI_EXPLAIN, Permission.AI_REVIEW,
     }),
     # Admins run the system; they never read patient images without a clinical role.
     Role.ADMIN.value: frozenset({
         Permission.USER_MANAGE, Permission.AUDIT_READ, Permission.ACCOUNT_SELF, Permission.KEY_MANAGE,
-        Permission.METRICS_READ, Permission.SYSTEM_READ,
+        Permission.METRICS_READ, Permission.SYSTEM_READ, Permission.SETTINGS_MANAGE,
     }),
 }
 

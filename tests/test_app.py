@@ -18,11 +18,13 @@ HOME = str(Path(__file__).resolve().parent.parent / "Home.py")
 
 ALL_PAGES = {"upload": "pages/upload.py", "patients": "pages/patients.py", "admin": "pages/admin.py",
              "audit": "pages/audit.py", "account": "pages/account.py", "protect": "pages/protect.py",
-             "restore": "pages/restore.py", "metrics": "pages/metrics.py", "system": "pages/system.py"}
+             "restore": "pages/restore.py", "metrics": "pages/metrics.py", "system": "pages/system.py",
+             "explain": "pages/explain.py", "review": "pages/review.py"}
 HEADERS = {"upload": "Upload", "patients": "Patients", "admin": "Admin · users", "audit": "Audit log",
-           "account": "My account", "protect": "Protect", "restore": "Restore", "metrics": "Metrics", "system": "System"}
+           "account": "My account", "protect": "Protect", "restore": "Restore", "metrics": "Metrics", "system": "System",
+           "explain": "Explain", "review": "Review"}
 ROLE_PAGES = {"technician": {"upload", "protect", "patients", "account"},
-              "doctor": {"patients", "restore", "metrics", "account"},
+              "doctor": {"patients", "restore", "explain", "review", "metrics", "account"},
               "admin": {"admin", "audit", "system", "metrics", "account"}}
 
 
@@ -231,3 +233,36 @@ def test_protect_then_restore_pages(app_rt):
     at.switch_page("pages/metrics.py").run()
     assert not at.exception, at.exception
     assert [m.value for m in at.metric][:2] == ["2", "1"]  # two protected images, one sealed region
+
+
+def test_doctor_explains_switches_cam_and_approves(app_rt, tmp_path, monkeypatch):
+    import torch
+
+    from core.ml import classifier
+    from core.services import ingest, models
+
+    torch.manual_seed(0)
+    path = tmp_path / "tiny.pt"
+    torch.save({"arch": "resnet18", "classes": ("NORMAL", "PNEUMONIA"), "size": 64,
+                "state_dict": classifier.build("resnet18", 2).state_dict()}, path)
+    monkeypatch.setitem(models.SHIPPED, "classifier-cxr", (str(path), str(tmp_path / "none.json"), "tiny-cxr"))
+    models.register_shipped(app_rt)
+    tech = users.authenticate("tech", PASSWORD).actor()
+    ingest.ingest_files(tech, [("x.png", png_bytes(90, 90, seed=8))])
+    at = login("doct", PASSWORD)
+    at.switch_page("pages/explain.py").run()
+    [b for b in at.button if b.label == "Analyze"][0].click().run()
+    assert not at.exception, at.exception
+    assert [m.label for m in at.metric][:3] == ["Prediction", "Triage", "Uncertainty"]
+    assert any("Quality" in m.value for m in at.markdown), "the heatmap and its quality score are shown"
+    at.selectbox(key="cam_method").select("eigencam").run()
+    at.slider(key="cam_opacity").set_value(0.8).run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert any("eigencam on" in m.value or "Quality" in m.value for m in at.markdown)
+    at.switch_page("pages/review.py").run()
+    at.radio[0].set_value("approved")
+    [b for b in at.button if b.label == "Save review"][0].click().run()
+    assert not at.exception, at.exception
+    assert any("approved" in s.value for s in at.success)
+    classifier.load.cache_clear()

@@ -8,6 +8,7 @@ import core.jobs  # noqa: F401
 import core.services.account  # noqa: F401  (register all services)
 import core.services.audit_log  # noqa: F401
 import core.services.ingest  # noqa: F401
+import core.services.explain  # noqa: F401
 import core.services.keys  # noqa: F401
 import core.services.models  # noqa: F401
 import core.services.system  # noqa: F401
@@ -54,6 +55,13 @@ EXPECTED: dict[str, set[str]] = {
     "core.jobs.list_jobs": {T, D},
     "core.services.models.list_models": {D, A},
     "core.services.system.system_status": {A},
+    "core.services.explain.analyze": {D},
+    "core.services.explain.explain": {D},
+    "core.services.explain.review_queue": {D},
+    "core.services.explain.review": {D},
+    "core.services.explain.results": {D},
+    "core.services.explain.export": {D},
+    "core.services.explain.set_thresholds": {A},
     "core.services.patients.list_images": {T, D},
     "core.services.keys.key_status": {A},
     "core.services.keys.rotate_master_key": {A},
@@ -91,6 +99,13 @@ ARGS: dict[str, tuple] = {
     "core.jobs.list_jobs": (),
     "core.services.models.list_models": (),
     "core.services.system.system_status": (),
+    "core.services.explain.analyze": (999_999,),
+    "core.services.explain.explain": (999_999,),
+    "core.services.explain.review_queue": (),
+    "core.services.explain.review": (999_999, "approved"),
+    "core.services.explain.results": (),
+    "core.services.explain.export": (),
+    "core.services.explain.set_thresholds": (0.9, 0.7, 0.4, 0.5),
     "core.services.protect.export_share": (999_999, "msx25519-public:" + "A" * 43 + "="),
     "core.services.patients.list_images": (),
     "core.services.keys.key_status": (),

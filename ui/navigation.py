@@ -9,7 +9,7 @@ from core.security import Actor
 
 ROLE_PAGES: dict[str, list[str]] = {
     "technician": ["upload", "protect", "patients", "account"],
-    "doctor": ["patients", "restore", "metrics", "account"],
+    "doctor": ["patients", "restore", "explain", "review", "metrics", "account"],
     "admin": ["admin", "audit", "system", "metrics", "account"],
 }
 

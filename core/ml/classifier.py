@@ -3,7 +3,9 @@ uncertainty and triage. Models load once per process; CPU by default, CUDA when 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -137,3 +139,21 @@ def findings_text(pred: Prediction, positive: str, level: str, flagged: bool, mo
         lines.append("Flagged for a doctor's review.")
     lines.append("Decision support only; a clinician makes the diagnosis.")
     return " ".join(lines)
+
+
+@functools.lru_cache(maxsize=4)
+def load(path: str, sha256: str | None = None) -> tuple[nn.Module, tuple[str, ...], int, str]:
+    """(model in eval mode on the device, class names, input size, arch), once per process;
+    refused when the file does not match its recorded checksum."""
+    from core.errors import IntegrityError, NotFound
+    from core.ml.detector import file_sha256
+
+    p = Path(path)
+    if not p.exists():
+        raise NotFound(f"No classifier weights at {p.name}: run scripts/train_classifier.py.")
+    if sha256 and file_sha256(p) != sha256:
+        raise IntegrityError("The classifier weights do not match their recorded checksum.")
+    ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    model = build(ckpt["arch"], num_classes=len(ckpt["classes"]))
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(device()).eval(), tuple(ckpt["classes"]), int(ckpt.get("size", 224)), ckpt["arch"]

@@ -20,7 +20,9 @@ from core.timeutil import as_utc
 
 SHIPPED = {  # task -> (weights, metrics file, name)
     "detector": ("models/detector/medshield-text-yolov8n.pt", "models/detector/metrics.json", "yolov8n-text"),
+    "classifier-cxr": ("models/classifier/cxr-resnet18.pt", "models/classifier/cxr-resnet18.json", "resnet18-cxr"),
 }
+POSITIVE = {"classifier-cxr": "PNEUMONIA"}  # the class triage is about
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,78 @@
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from core.errors import MedShieldError, NotFound
+from core.ml.cam import METHODS
+from core.services import explain, patients
+from ui.common import attempt
+from ui.navigation import guard
+
+st.header("Explain")
+me = guard("explain")
+st.caption("Runs the deployed classifier with Monte Carlo dropout, then shows where it looked. "
+           "Decision support only: a clinician makes the diagnosis.")
+
+images = attempt(patients.list_images, me, None, None, 500) or []
+if not images:
+    st.info("No image yet.")
+    st.stop()
+labels = {f"#{i.id} · {i.source_name[-40:]} · {i.modality} · {i.status}": i for i in images}
+info = labels[st.selectbox("Image", list(labels), key="explain_pick")]
+c1, c2 = st.columns(2)
+passes = c1.slider("Monte Carlo passes", 0, 30, 10, key="explain_passes")
+restored = c2.checkbox("Use the restored original (audited)", key="explain_restored",
+                       disabled=info.status != "protected")
+
+held = st.session_state.get("analysis")
+if held is not None and held.image_id != info.id:
+    held = st.session_state["analysis"] = None
+if st.button("Analyze", type="primary"):
+    try:
+        held = st.session_state["analysis"] = explain.analyze(me, info.id, mc_passes=passes, restored=restored)
+    except NotFound as exc:
+        st.info(f"{exc} The Explain page needs a deployed classifier (see models/).")
+    except MedShieldError as exc:
+        st.error(str(exc))
+
+if held is not None:
+    a, b, c = st.columns(3)
+    a.metric("Prediction", held.prediction)
+    b.metric("Triage", held.triage + (" ⚑" if held.flagged else ""), help=held.flag_reason or None)
+    c.metric("Uncertainty", f"{held.uncertainty:.2f} bits", help=f"model part (epistemic) {held.epistemic:.2f} bits")
+    st.plotly_chart(px.bar(x=list(held.probabilities.values()), y=list(held.probabilities), orientation="h",
+                           range_x=[0, 1], labels={"x": "probability", "y": ""}, height=160), width="stretch")
+    st.info(held.findings)
+
+    st.subheader("Heatmap")
+    k1, k2, k3, k4 = st.columns(4)
+    method = k1.selectbox("Method", METHODS, key="cam_method",
+                          help="Score-CAM runs one pass per channel: slow on large layers.")
+    target = k2.selectbox("Class to explain", list(held.probabilities), index=list(held.probabilities).index(held.prediction),
+                          key="cam_target")
+    opacity = k3.slider("Opacity", 0.0, 1.0, 0.45, 0.05, key="cam_opacity")
+    cmap = k4.selectbox("Colours", ["jet", "inferno", "viridis", "turbo", "hot"], key="cam_cmap")
+    layers = st.session_state.get("cam_layers") or []
+    layer = st.selectbox("Layer", ["automatic (last convolution)"] + layers, key="cam_layer")
+    try:
+        e = explain.explain(me, info.id, method=method, layer=None if layer.startswith("automatic") else layer,
+                            target=target, restored=restored)
+    except MedShieldError as exc:
+        st.error(str(exc))
+    else:
+        st.session_state["cam_layers"] = e.layers
+        import matplotlib
+
+        base = np.repeat(held.view[..., None], 3, axis=2)
+        heat_rgb = matplotlib.colormaps[cmap](e.heat)[..., :3]
+        overlay = (1 - opacity) * base + opacity * heat_rgb
+        l, r = st.columns(2)
+        l.image(base, caption="Model input", width="stretch", clamp=True)
+        r.image(overlay, caption=f"{method} on {e.layer} for {e.target}", width="stretch", clamp=True)
+        faithful = e.confidence_drop > 0
+        st.markdown(f"**Quality:** removing the 20% hottest pixels changes the class score by "
+                    f"{-e.confidence_drop:+.3f} (ROAD){' — the map points at evidence the model uses.' if faithful else ' — this map may be noise.'}")
+        if e.boxes:
+            st.dataframe(pd.DataFrame([{"x0": b[0][0], "y0": b[0][1], "x1": b[0][2], "y1": b[0][3], "share of heat": f"{b[1]:.0%}"}
+                                       for b in e.boxes]), hide_index=True, width="stretch")

@@ -1,0 +1,79 @@
+"""Explain and review through the service layer, with a small classifier built and registered in
+the test (no shipped weights needed)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from core.errors import AccessDenied, Conflict, ValidationError
+from core.ml import classifier
+from core.services import explain, ingest, models
+from tests.fixtures import dicom_bytes, png_bytes
+
+
+@pytest.fixture
+def deployed_classifier(rt, tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    model = classifier.build("resnet18", num_classes=2, dropout=0.5)
+    path = tmp_path / "cxr-tiny.pt"
+    torch.save({"arch": "resnet18", "classes": ("NORMAL", "PNEUMONIA"), "size": 64, "state_dict": model.state_dict()}, path)
+    monkeypatch.setitem(models.SHIPPED, "classifier-cxr", (str(path), str(tmp_path / "none.json"), "tiny-cxr"))
+    models.register_shipped(rt)
+    yield path
+    classifier.load.cache_clear()
+
+
+def test_analyze_stores_everything_and_review_loop(rt, make_user, deployed_classifier):
+    tech, doc = make_user("technician"), make_user("doctor")
+    ids = [r.image_id for r in ingest.ingest_files(tech, [("a.png", png_bytes(120, 100, seed=1)),
+                                                         ("b.dcm", dicom_bytes(96, 96, seed=2))]).results]
+    out = [explain.analyze(doc, i, mc_passes=6) for i in ids]
+    a = out[0]
+    assert set(a.probabilities) == {"NORMAL", "PNEUMONIA"} and abs(sum(a.probabilities.values()) - 1) < 1e-5
+    assert a.triage in ("critical", "urgent", "routine", "normal") and "Triage priority" in a.findings
+    assert a.view.shape == (64, 64) and 0 <= a.epistemic <= a.uncertainty
+    queue = explain.review_queue(doc)
+    assert {r.id for r in queue} == {o.result_id for o in out}
+    assert all(r.model.startswith("tiny-cxr") for r in queue)
+    with pytest.raises(AccessDenied):
+        explain.review(tech, a.result_id, "approved")  # technicians cannot review
+    r = explain.review(doc, a.result_id, "corrected", "PNEUMONIA", "consolidation right lower lobe")
+    assert r.review_status == "corrected" and r.corrected_label == "PNEUMONIA"
+    with pytest.raises(Conflict):
+        explain.review(doc, a.result_id, "approved")
+    with pytest.raises(ValidationError):
+        explain.review(doc, out[1].result_id, "corrected")
+    explain.review(doc, out[1].result_id, "rejected", comment="motion artefact")
+    assert explain.review_queue(doc) == []
+    from core.db.models import Image
+
+    with rt.session() as s:
+        assert s.get(Image, ids[0]).label == "PNEUMONIA"  # the correction became a training label
+    hist = explain.results(doc, image_id=ids[0])
+    assert len(hist) == 1 and hist[0].review_comment.startswith("consolidation")
+    data = json.loads(explain.export(doc, "json"))
+    assert {d["review_status"] for d in data} == {"corrected", "rejected"}
+    assert explain.export(doc, "csv").splitlines()[0].startswith("id,image_id,task")
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "eigencam", "layercam"])
+def test_explain_methods(rt, make_user, deployed_classifier, method):
+    tech, doc = make_user("technician"), make_user("doctor")
+    image_id = ingest.ingest_files(tech, [("c.png", png_bytes(80, 80, seed=3))]).results[0].image_id
+    e = explain.explain(doc, image_id, method=method, target="PNEUMONIA")
+    assert e.heat.shape == (64, 64) and 0 <= e.heat.min() and e.heat.max() <= 1
+    assert e.target == "PNEUMONIA" and e.layer == e.layers[0]
+    e2 = explain.explain(doc, image_id, method=method, layer=e.layers[2])
+    assert e2.layer == e.layers[2]
+
+
+def test_triage_thresholds_are_admin_settings(rt, make_user, admin, deployed_classifier):
+    with pytest.raises(ValidationError):
+        explain.set_thresholds(admin, 0.5, 0.7, 0.9, 0.5)
+    explain.set_thresholds(admin, 0.02, 0.01, 0.0, 1.0)  # everything becomes critical
+    tech, doc = make_user("technician"), make_user("doctor")
+    image_id = ingest.ingest_files(tech, [("d.png", png_bytes(64, 64, seed=4))]).results[0].image_id
+    assert explain.analyze(doc, image_id, mc_passes=0).triage == "critical"
