@@ -87,3 +87,18 @@ if status:
         if rep:
             st.session_state["admin_flash"] = f"New master key {rep.new_key_id}: {rep.rewrapped} data key(s) re-wrapped."
             st.rerun()
+
+st.subheader("Triage thresholds")
+from core.services import explain  # noqa: E402
+
+t = explain.thresholds()
+with st.form("triage"):
+    a, b, c, d = st.columns(4)
+    crit = a.number_input("Critical ≥", 0.0, 1.0, t.critical, 0.01)
+    urg = b.number_input("Urgent ≥", 0.0, 1.0, t.urgent, 0.01)
+    rout = c.number_input("Routine ≥", 0.0, 1.0, t.routine, 0.01)
+    unc = d.number_input("Flag above (bits)", 0.01, 1.0, t.max_uncertainty, 0.01)
+    if st.form_submit_button("Save thresholds"):
+        if attempt(explain.set_thresholds, me, crit, urg, rout, unc, t.margin):
+            st.session_state["admin_flash"] = "Triage thresholds saved."
+            st.rerun()
