@@ -87,3 +87,14 @@ def test_findings_text(small):
     pred = predict(small, torch.rand(1, 1, 64, 64), ("NORMAL", "PNEUMONIA"), mc_passes=4)
     text = findings_text(pred, "PNEUMONIA", "routine", True, "densenet121 v1")
     assert "Triage priority: routine" in text and "review" in text and "4 Monte Carlo passes" in text
+
+
+@pytest.mark.parametrize("variant", ["unet", "residual-unet", "attention-unet"])
+def test_segmenter_variants(variant):
+    from core.ml import segmenter
+
+    torch.manual_seed(0)
+    model = segmenter.build(variant, channels=(8, 16, 32))
+    seg = segmenter.segment(model, torch.rand(1, 1, 64, 64), (120, 100), pixel_spacing=(0.5, 0.5))
+    assert seg.mask.shape == (120, 100) and seg.mask.dtype == bool
+    assert seg.area_px == int(seg.mask.sum()) and seg.area_mm2 == pytest.approx(seg.area_px * 0.25)
