@@ -16,6 +16,7 @@ PAGES = {
     "protect": st.Page("pages/protect.py", title="Protect", icon=":material/shield:", url_path="protect"),
     "patients": st.Page("pages/patients.py", title="Patients", icon=":material/groups:", url_path="patients"),
     "restore": st.Page("pages/restore.py", title="Restore", icon=":material/lock_open:", url_path="restore"),
+    "annotate": st.Page("pages/annotate.py", title="Annotate", icon=":material/draw:", url_path="annotate"),
     "explain": st.Page("pages/explain.py", title="Explain", icon=":material/insights:", url_path="explain"),
     "review": st.Page("pages/review.py", title="Review", icon=":material/rule:", url_path="review"),
     "metrics": st.Page("pages/metrics.py", title="Metrics", icon=":material/monitoring:", url_path="metrics"),

@@ -41,17 +41,19 @@ class Permission(str, Enum):
     AI_EXPLAIN = "ai.explain"  # run the clinical models, see heatmaps
     AI_REVIEW = "ai.review"  # approve, reject or correct AI results
     SETTINGS_MANAGE = "settings.manage"  # thresholds and policies
+    ANNOTATE = "annotate"  # draw shapes and labels
+    ANNOTATION_REVIEW = "annotation.review"  # approve or reject annotations
 
 
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     Role.TECHNICIAN.value: frozenset({
         Permission.IMAGE_UPLOAD, Permission.IMAGE_VIEW, Permission.PATIENT_READ,
-        Permission.PATIENT_WRITE, Permission.ACCOUNT_SELF, Permission.IMAGE_PROTECT,
+        Permission.PATIENT_WRITE, Permission.ACCOUNT_SELF, Permission.IMAGE_PROTECT, Permission.ANNOTATE,
     }),
     Role.DOCTOR.value: frozenset({
         Permission.IMAGE_VIEW, Permission.PATIENT_READ, Permission.PATIENT_WRITE,
         Permission.ACCOUNT_SELF, Permission.IMAGE_RESTORE, Permission.METRICS_READ,
-        Permission.AI_EXPLAIN, Permission.AI_REVIEW,
+        Permission.AI_EXPLAIN, Permission.AI_REVIEW, Permission.ANNOTATE, Permission.ANNOTATION_REVIEW,
     }),
     # Admins run the system; they never read patient images without a clinical role.
     Role.ADMIN.value: frozenset({

@@ -33,7 +33,8 @@ if info.id not in cache:
     if got is None:
         st.stop()
     cache[info.id] = got
-pixels, frames, photometric, _ = cache[info.id]
+held_px = cache[info.id]
+pixels, frames, photometric = held_px.pixels, held_px.frames, held_px.photometric
 frame = st.number_input("Frame", 0, frames - 1, 0) if frames > 1 else 0
 view = to_display_uint8(pixels, photometric=photometric, frames=frames, frame=frame)
 rows, cols = view.shape[:2]

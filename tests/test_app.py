@@ -19,12 +19,12 @@ HOME = str(Path(__file__).resolve().parent.parent / "Home.py")
 ALL_PAGES = {"upload": "pages/upload.py", "patients": "pages/patients.py", "admin": "pages/admin.py",
              "audit": "pages/audit.py", "account": "pages/account.py", "protect": "pages/protect.py",
              "restore": "pages/restore.py", "metrics": "pages/metrics.py", "system": "pages/system.py",
-             "explain": "pages/explain.py", "review": "pages/review.py"}
+             "explain": "pages/explain.py", "review": "pages/review.py", "annotate": "pages/annotate.py"}
 HEADERS = {"upload": "Upload", "patients": "Patients", "admin": "Admin · users", "audit": "Audit log",
            "account": "My account", "protect": "Protect", "restore": "Restore", "metrics": "Metrics", "system": "System",
-           "explain": "Explain", "review": "Review"}
-ROLE_PAGES = {"technician": {"upload", "protect", "patients", "account"},
-              "doctor": {"patients", "restore", "explain", "review", "metrics", "account"},
+           "explain": "Explain", "review": "Review", "annotate": "Annotate"}
+ROLE_PAGES = {"technician": {"upload", "protect", "annotate", "patients", "account"},
+              "doctor": {"patients", "restore", "explain", "review", "annotate", "metrics", "account"},
               "admin": {"admin", "audit", "system", "metrics", "account"}}
 
 
@@ -266,3 +266,24 @@ def test_doctor_explains_switches_cam_and_approves(app_rt, tmp_path, monkeypatch
     assert not at.exception, at.exception
     assert any("approved" in s.value for s in at.success)
     classifier.load.cache_clear()
+
+
+def test_annotate_page_saves_and_doctor_approves(app_rt):
+    from core.services import annotate, ingest
+
+    tech = users.authenticate("tech", PASSWORD).actor()
+    image_id = ingest.ingest_files(tech, [("scan.dcm", dicom_bytes(64, 64, seed=12, modality="CT"))]).results[0].image_id
+    at = login("tech", PASSWORD)
+    at.switch_page("pages/annotate.py").run()
+    assert not at.exception, at.exception
+    at.selectbox(key="annotate_window").select("lung").run()
+    assert not at.exception, at.exception
+    [t for t in at.text_input if t.label == "Image label"][0].input("NORMAL")
+    [b for b in at.button if b.label == "Save annotations"][0].click().run()
+    assert not at.exception, at.exception
+    assert annotate.get(tech, image_id).image_label == "NORMAL"
+    at = login("doct", PASSWORD)
+    at.switch_page("pages/annotate.py").run()
+    [b for b in at.button if b.label == "Approve"][0].click().run()
+    assert not at.exception, at.exception
+    assert annotate.get(tech, image_id).status == "approved"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 import core.jobs  # noqa: F401
-import core.services.account  # noqa: F401  (register all services)
+import core.services.account  # noqa: F401
+import core.services.annotate  # noqa: F401  (register all services)
 import core.services.audit_log  # noqa: F401
 import core.services.ingest  # noqa: F401
 import core.services.explain  # noqa: F401
@@ -62,6 +63,10 @@ EXPECTED: dict[str, set[str]] = {
     "core.services.explain.results": {D},
     "core.services.explain.export": {D},
     "core.services.explain.set_thresholds": {A},
+    "core.services.annotate.save": {T, D},
+    "core.services.annotate.get": {T, D},
+    "core.services.annotate.review": {D},
+    "core.services.annotate.next_image": {T, D},
     "core.services.patients.list_images": {T, D},
     "core.services.keys.key_status": {A},
     "core.services.keys.rotate_master_key": {A},
@@ -106,6 +111,10 @@ ARGS: dict[str, tuple] = {
     "core.services.explain.results": (),
     "core.services.explain.export": (),
     "core.services.explain.set_thresholds": (0.9, 0.7, 0.4, 0.5),
+    "core.services.annotate.save": (999_999, []),
+    "core.services.annotate.get": (999_999,),
+    "core.services.annotate.review": (999_999, True),
+    "core.services.annotate.next_image": (),
     "core.services.protect.export_share": (999_999, "msx25519-public:" + "A" * 43 + "="),
     "core.services.patients.list_images": (),
     "core.services.keys.key_status": (),

@@ -8,8 +8,8 @@ import streamlit as st
 from core.security import Actor
 
 ROLE_PAGES: dict[str, list[str]] = {
-    "technician": ["upload", "protect", "patients", "account"],
-    "doctor": ["patients", "restore", "explain", "review", "metrics", "account"],
+    "technician": ["upload", "protect", "annotate", "patients", "account"],
+    "doctor": ["patients", "restore", "explain", "review", "annotate", "metrics", "account"],
     "admin": ["admin", "audit", "system", "metrics", "account"],
 }
 

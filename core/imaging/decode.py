@@ -40,6 +40,7 @@ class DecodedImage:
     patient_sex: str | None = None
     patient_age: int | None = None
     study_date: str | None = None
+    rescale: tuple[float, float] = (1.0, 0.0)  # DICOM RescaleSlope, RescaleIntercept (to HU for CT)
     extra: dict = field(default_factory=dict)
 
     def first_frame(self) -> np.ndarray:
@@ -186,6 +187,7 @@ def _decode_dicom(data: bytes, limits: Limits) -> DecodedImage:
         patient_sex=sex[:1].upper() if sex else None,
         patient_age=age,
         study_date=(_dicom_text(ds, "StudyDate") or "")[:8] or None,
+        rescale=(float(ds.get("RescaleSlope") or 1.0), float(ds.get("RescaleIntercept") or 0.0)),
     )
 
 

@@ -8,6 +8,18 @@ import numpy as np
 from PIL import Image as PILImage
 
 
+# (center, width) in modality units (HU for CT)
+WINDOW_PRESETS: dict[str, tuple[float, float]] = {
+    "soft tissue": (40.0, 400.0), "lung": (-600.0, 1500.0), "bone": (480.0, 2500.0), "brain": (40.0, 80.0)}
+
+
+def raw_window(preset: tuple[float, float], rescale: tuple[float, float]) -> tuple[float, float]:
+    """A window in modality units (HU) expressed in stored pixel values (slope * raw + intercept)."""
+    slope, intercept = rescale
+    slope = slope or 1.0
+    return (preset[0] - intercept) / slope, preset[1] / abs(slope)
+
+
 def to_display_uint8(pixels: np.ndarray, *, photometric: str = "", frames: int = 1,
                      window: tuple[float, float] | None = None, frame: int = 0) -> np.ndarray:
     """Window/level (center, width) if given, else a robust 0.5-99.5 percentile stretch."""

@@ -377,13 +377,23 @@ def protection_metrics(actor: Actor, limit: int = 500) -> list[ImageMetricsRow]:
                                 i.protect_metrics or {}) for i in rows]
 
 
+@dataclass
+class StoredPixels:
+    """The stored pixels (masked once protected) and what is needed to display them."""
+
+    pixels: np.ndarray
+    frames: int
+    photometric: str
+    rescale: tuple[float, float]
+    sealed_boxes: list[Box]
+
+
 @service(Permission.IMAGE_VIEW)
-def protected_pixels(actor: Actor, image_id: int) -> tuple[np.ndarray, int, str, list[Box]]:
-    """The stored pixels (masked once protected), frame count, photometric and sealed boxes."""
+def protected_pixels(actor: Actor, image_id: int) -> StoredPixels:
     rt = get_runtime()
     img = _load(rt, image_id)
     dec = decode_image(rt.store.get(img.blob_key), rt.settings.limits)
     boxes = [r.box for r in _regions(rt, image_id)]
     audit.record(rt.engine, actor.username, actor.role, "image.view", "success",
                  object_type="image", object_id=image_id, detail=f"status={img.status}")
-    return dec.pixels, dec.frames, dec.photometric, boxes
+    return StoredPixels(dec.pixels, dec.frames, dec.photometric, dec.rescale, boxes)

@@ -1,0 +1,89 @@
+import streamlit as st
+from PIL import Image as PILImage
+from streamlit_drawable_canvas import st_canvas
+
+from core.imaging.canvas import fabric_from_shapes, shapes_from_fabric
+from core.imaging.display import WINDOW_PRESETS, raw_window, to_display_uint8
+from core.services import annotate, patients, protect
+from ui.common import attempt
+from ui.navigation import guard
+
+st.header("Annotate")
+me = guard("annotate")
+if msg := st.session_state.pop("annotate_flash", None):
+    st.success(msg)
+
+images = attempt(patients.list_images, me, None, None, 500) or []
+if not images:
+    st.info("No image yet.")
+    st.stop()
+labels = {f"#{i.id} · {i.source_name[-40:]} · {i.modality} · {i.status}": i for i in images}
+ids = [i.id for i in labels.values()]
+if st.button("Next most useful image", help="The unlabelled image the model is least sure about."):
+    nxt = attempt(annotate.next_image, me)
+    if nxt in ids:
+        st.session_state["annotate_pick"] = list(labels)[ids.index(nxt)]
+    else:
+        st.info("Every image is labelled.")
+info = labels[st.selectbox("Image", list(labels), key="annotate_pick")]
+
+got = attempt(protect.protected_pixels, me, info.id)
+if got is None:
+    st.stop()
+pixels, frames, photometric = got.pixels, got.frames, got.photometric
+saved = attempt(annotate.get, me, info.id)
+
+c1, c2, c3, c4 = st.columns(4)
+tool = c1.selectbox("Tool", ["rect", "polygon", "freedraw", "transform"],
+                    format_func={"rect": "Rectangle", "polygon": "Polygon", "freedraw": "Brush (mask)",
+                                 "transform": "Edit / move / delete"}.get, key="annotate_tool")
+cls = c2.text_input("Class", value=st.session_state.get("annotate_class", "lesion"), key="annotate_class")
+preset = c3.selectbox("Window", ["auto"] + list(WINDOW_PRESETS), disabled=info.source_format != "dicom", key="annotate_window")
+invert = c4.checkbox("Invert", key="annotate_invert")
+zoom = st.slider("Display width (px)", 300, 1400, 800, 50, key="annotate_zoom")
+
+window = None
+if preset != "auto":
+    window = raw_window(WINDOW_PRESETS[preset], got.rescale)  # presets are in HU: use the header's rescale
+view = to_display_uint8(pixels, photometric=photometric, frames=frames, window=window)
+if invert:
+    view = 255 - view
+rows, cols = view.shape[:2]
+cw = int(zoom)
+scale = cols / cw
+ch = max(1, int(round(rows / scale)))
+
+canvas = st_canvas(fill_color="rgba(46,134,222,0.25)", stroke_width=12 if tool == "freedraw" else 2,
+                   stroke_color="#2e86de", background_image=PILImage.fromarray(view).resize((cw, ch)),
+                   height=ch, width=cw, drawing_mode=tool,
+                   initial_drawing=fabric_from_shapes(saved.shapes, scale) if saved and saved.shapes else None,
+                   key=f"annotate_canvas_{info.id}_{cw}", update_streamlit=True)
+drawn = shapes_from_fabric(canvas.json_data, scale, rows, cols) if canvas.json_data else (saved.shapes if saved else [])
+old = {(tuple(map(tuple, s.get("points", []))) or tuple(s.get("box", []))): s["label"] for s in (saved.shapes if saved else [])}
+for s in drawn:
+    key = tuple(map(tuple, s.get("points", []))) or tuple(s.get("box", []))
+    s["label"] = old.get(key, cls)
+st.caption(f"{len(drawn)} shape(s), stored in image pixels ({cols}x{rows}). Status: "
+           f"{saved.status if saved else 'unlabelled'}.")
+
+with st.form("annotate_save"):
+    a, b = st.columns(2)
+    image_label = a.text_input("Image label", value=(saved.image_label or "") if saved else "")
+    use = b.checkbox("Use for training", value=saved.use_for_training if saved else True)
+    if st.form_submit_button("Save annotations", type="primary"):
+        done = attempt(annotate.save, me, info.id, drawn, image_label or None, use)
+        if done:
+            st.session_state["annotate_flash"] = f"Saved {len(done.shapes)} shape(s) ({done.status})."
+            st.rerun()
+
+if me.role == "doctor" and saved and saved.status in ("pending", "modified"):
+    comment = st.text_input("Review comment", key="annotate_comment")
+    x, y = st.columns(2)
+    if x.button("Approve", type="primary"):
+        if attempt(annotate.review, me, info.id, True, comment):
+            st.session_state["annotate_flash"] = "Annotations approved."
+            st.rerun()
+    if y.button("Reject"):
+        if attempt(annotate.review, me, info.id, False, comment):
+            st.session_state["annotate_flash"] = "Annotations rejected."
+            st.rerun()
