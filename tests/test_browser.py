@@ -132,6 +132,26 @@ def test_login_upload_reload_logout_in_chromium(server, tmp_path):
             expect(page.get_by_text("protected: 1 region(s) sealed")).to_be_visible(timeout=30_000)
             canvas_width = bb["width"]
 
+            # annotate: draw a rectangle, label the image, save
+            page.get_by_role("link", name="Annotate").click()
+            expect(page.get_by_role("heading", name="Annotate", exact=True)).to_be_visible(timeout=30_000)
+            canvas = page.locator("canvas.upper-canvas").first
+            canvas.wait_for(timeout=30_000)
+            settle(page)
+            ab = canvas.bounding_box()
+            page.mouse.move(ab["x"] + 200, ab["y"] + 200)
+            page.mouse.down()
+            page.mouse.move(ab["x"] + 300, ab["y"] + 260, steps=10)
+            page.mouse.up()
+            expect(page.get_by_text("1 shape(s)", exact=False)).to_be_visible(timeout=30_000)
+            settle(page)
+            page.get_by_role("textbox", name="Image label").fill("NORMAL")
+            page.get_by_role("button", name="Save annotations").click()
+            expect(page.get_by_text("Saved 1 shape(s)")).to_be_visible(timeout=30_000)
+            settle(page)
+            page.screenshot(path=str(ARTIFACTS / "browser-annotate.png"))
+            annotate_width = ab["width"]
+
             # a reload of a deep link keeps the page (the login cookie is set by now)
             page.goto(url + "/patients")
             expect(page.get_by_role("heading", name="Patients", exact=True)).to_be_visible(timeout=30_000)
@@ -153,11 +173,12 @@ def test_login_upload_reload_logout_in_chromium(server, tmp_path):
     rt = runtime_mod.configure(make_settings(tmp_path, f"sqlite:///{data / 'medshield.db'}"))
     from sqlmodel import select
 
-    from core.db.models import AuditEvent, Image, Region
+    from core.db.models import Annotation, AuditEvent, Image, Region
 
     with rt.session() as s:
         images = s.exec(select(Image)).all()
         regions = s.exec(select(Region)).all()
+        shapes = s.exec(select(Annotation).where(Annotation.kind == "rect")).all()
         actions = [e.action for e in s.exec(select(AuditEvent).order_by(AuditEvent.seq)).all()]
     runtime_mod.reset()
     assert [i.source_name for i in images] == ["chest.png"] and images[0].rows == 256
@@ -167,4 +188,9 @@ def test_login_upload_reload_logout_in_chromium(server, tmp_path):
     assert abs(r.x0 - 20 * scale) <= 3 and abs(r.y0 - 30 * scale) <= 3
     assert abs(r.x1 - 120 * scale) <= 3 and abs(r.y1 - 90 * scale) <= 3
     assert r.ciphertext and len(r.nonce) == 12
+    assert len(shapes) == 1 and shapes[0].label == "lesion"
+    k = 256 / annotate_width
+    x0, y0, x1, y1 = shapes[0].geometry["box"]
+    assert abs(x0 - 200 * k) <= 3 and abs(y0 - 200 * k) <= 3 and abs(x1 - 300 * k) <= 3 and abs(y1 - 260 * k) <= 3
+    assert images[0].label == "NORMAL"
     assert "auth.login" in actions and "image.upload" in actions and actions[-1] == "auth.logout"
