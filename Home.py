@@ -19,6 +19,7 @@ PAGES = {
     "annotate": st.Page("pages/annotate.py", title="Annotate", icon=":material/draw:", url_path="annotate"),
     "explain": st.Page("pages/explain.py", title="Explain", icon=":material/insights:", url_path="explain"),
     "review": st.Page("pages/review.py", title="Review", icon=":material/rule:", url_path="review"),
+    "models": st.Page("pages/models.py", title="Models", icon=":material/model_training:", url_path="models"),
     "metrics": st.Page("pages/metrics.py", title="Metrics", icon=":material/monitoring:", url_path="metrics"),
     "admin": st.Page("pages/admin.py", title="Admin", icon=":material/manage_accounts:", url_path="admin"),
     "system": st.Page("pages/system.py", title="System", icon=":material/dns:", url_path="system"),

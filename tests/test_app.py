@@ -19,13 +19,15 @@ HOME = str(Path(__file__).resolve().parent.parent / "Home.py")
 ALL_PAGES = {"upload": "pages/upload.py", "patients": "pages/patients.py", "admin": "pages/admin.py",
              "audit": "pages/audit.py", "account": "pages/account.py", "protect": "pages/protect.py",
              "restore": "pages/restore.py", "metrics": "pages/metrics.py", "system": "pages/system.py",
-             "explain": "pages/explain.py", "review": "pages/review.py", "annotate": "pages/annotate.py"}
+             "explain": "pages/explain.py", "review": "pages/review.py", "annotate": "pages/annotate.py",
+             "models": "pages/models.py"}
 HEADERS = {"upload": "Upload", "patients": "Patients", "admin": "Admin · users", "audit": "Audit log",
            "account": "My account", "protect": "Protect", "restore": "Restore", "metrics": "Metrics", "system": "System",
-           "explain": "Explain", "review": "Review", "annotate": "Annotate"}
+           "explain": "Explain", "review": "Review", "annotate": "Annotate",
+           "models": "Models"}
 ROLE_PAGES = {"technician": {"upload", "protect", "annotate", "patients", "account"},
-              "doctor": {"patients", "restore", "explain", "review", "annotate", "metrics", "account"},
-              "admin": {"admin", "audit", "system", "metrics", "account"}}
+              "doctor": {"patients", "restore", "explain", "review", "annotate", "models", "metrics", "account"},
+              "admin": {"admin", "audit", "system", "models", "metrics", "account"}}
 
 
 @pytest.fixture

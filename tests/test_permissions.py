@@ -6,7 +6,8 @@ import pytest
 
 import core.jobs  # noqa: F401
 import core.services.account  # noqa: F401
-import core.services.annotate  # noqa: F401  (register all services)
+import core.services.annotate  # noqa: F401
+import core.services.datasets  # noqa: F401  (register all services)
 import core.services.audit_log  # noqa: F401
 import core.services.ingest  # noqa: F401
 import core.services.explain  # noqa: F401
@@ -67,6 +68,10 @@ EXPECTED: dict[str, set[str]] = {
     "core.services.annotate.get": {T, D},
     "core.services.annotate.review": {D},
     "core.services.annotate.next_image": {T, D},
+    "core.services.datasets.assign_splits": {T, D},
+    "core.services.datasets.class_counts": {T, D},
+    "core.services.datasets.export_labels": {T, D},
+    "core.services.datasets.deploy": {D, A},
     "core.services.patients.list_images": {T, D},
     "core.services.keys.key_status": {A},
     "core.services.keys.rotate_master_key": {A},
@@ -115,6 +120,10 @@ ARGS: dict[str, tuple] = {
     "core.services.annotate.get": (999_999,),
     "core.services.annotate.review": (999_999, True),
     "core.services.annotate.next_image": (),
+    "core.services.datasets.assign_splits": (),
+    "core.services.datasets.class_counts": (),
+    "core.services.datasets.export_labels": ("csv",),
+    "core.services.datasets.deploy": (999_999,),
     "core.services.protect.export_share": (999_999, "msx25519-public:" + "A" * 43 + "="),
     "core.services.patients.list_images": (),
     "core.services.keys.key_status": (),

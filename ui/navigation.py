@@ -9,8 +9,8 @@ from core.security import Actor
 
 ROLE_PAGES: dict[str, list[str]] = {
     "technician": ["upload", "protect", "annotate", "patients", "account"],
-    "doctor": ["patients", "restore", "explain", "review", "annotate", "metrics", "account"],
-    "admin": ["admin", "audit", "system", "metrics", "account"],
+    "doctor": ["patients", "restore", "explain", "review", "annotate", "models", "metrics", "account"],
+    "admin": ["admin", "audit", "system", "models", "metrics", "account"],
 }
 
 
