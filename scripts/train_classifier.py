@@ -112,6 +112,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-minutes", type=float, default=None, help="stop after the epoch that passes this")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
@@ -151,16 +152,44 @@ def main() -> int:
             bad += 1
             if bad >= args.patience:
                 break
+        if args.max_minutes and (time.time() - t0) / 60 > args.max_minutes:
+            print(f"stopping: {args.max_minutes} min budget reached", flush=True)
+            break
     model.load_state_dict(torch.load(best, map_location=dev)["state_dict"])
     y, p = scores(model, loader(test_rows, args.size, False, args.batch, args.workers), dev)
     metrics = {"test": evaluate(y, p), "best_val_auc": best_auc, "history": history, "device": str(dev),
                "minutes": round((time.time() - t0) / 60, 1), "command": "python scripts/train_classifier.py " + " ".join(sys.argv[1:]),
                "train_images": len(train_rows), "val_images": len(val_rows)}
     (out / f"cxr-{args.arch}.json").write_text(json.dumps(metrics, indent=2))
+    write_card(out, args, metrics)
     m = metrics["test"]
     print(f"test: AUC {m['auc']:.4f} [{m['auc_ci95'][0]:.3f}, {m['auc_ci95'][1]:.3f}] ACC {m['acc']:.4f} "
           f"sens {m['sensitivity']:.3f} spec {m['specificity']:.3f} F1 {m['f1']:.3f}", flush=True)
     return 0
+
+
+def write_card(out: Path, args, metrics: dict) -> None:
+    m = metrics["test"]
+    (out / "MODEL_CARD.md").write_text(f"""# Chest X-ray classifier: {args.arch} (NORMAL vs PNEUMONIA)
+
+- Weights: `cxr-{args.arch}.pt` ({{arch, classes, size, state_dict}}); metrics: `cxr-{args.arch}.json`
+- Data: `kermany-cxr-224` (Kermany et al., CC BY 4.0, Mendeley Data doi:10.17632/rscbjbr9sj.2): train split
+  ({metrics['train_images']} images for training, {metrics['val_images']} carved out, stratified, for early stopping),
+  untouched test split ({m['n']} images) for the figures below.
+- Command: `{metrics['command']}` on {metrics['device']} ({metrics['minutes']} min), input {args.size} px, MONAI
+  transforms (scale, resize, random affine, intensity, noise), class-weighted cross-entropy, AdamW, cosine schedule.
+
+## Test split
+| AUC (95% bootstrap CI) | ACC | sensitivity | specificity | precision | F1 |
+|---|---|---|---|---|---|
+| {m['auc']:.3f} ({m['auc_ci95'][0]:.3f}-{m['auc_ci95'][1]:.3f}) | {m['acc']:.3f} | {m['sensitivity']:.3f} | {m['specificity']:.3f} | {m['precision']:.3f} | {m['f1']:.3f} |
+
+Confusion (threshold 0.5): TN {m['confusion']['tn']}, FP {m['confusion']['fp']}, FN {m['confusion']['fn']}, TP {m['confusion']['tp']}.
+Reference (MedMNIST v2, PneumoniaMNIST, same test patients): ResNet-18 (224) AUC 0.956 / ACC 0.864;
+ResNet-50 (224) AUC 0.962 / ACC 0.884.
+
+Decision support only; not a medical device.
+""")
 
 
 if __name__ == "__main__":
