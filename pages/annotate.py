@@ -32,6 +32,14 @@ if got is None:
     st.stop()
 pixels, frames, photometric = got.pixels, got.frames, got.photometric
 saved = attempt(annotate.get, me, info.id)
+pre = st.session_state.setdefault("prelabels", {})
+if st.button("AI pre-labels", help="Load the deployed detector's boxes as editable shapes."):
+    with st.spinner("Detecting…"):
+        found = attempt(annotate.prelabel, me, info.id)
+    if found is not None:
+        pre[info.id] = found
+        st.toast(f"{len(found)} shape(s) proposed")
+initial_shapes = (saved.shapes if saved and saved.shapes else []) + pre.get(info.id, [])
 
 c1, c2, c3, c4 = st.columns(4)
 tool = c1.selectbox("Tool", ["rect", "polygon", "freedraw", "transform"],
@@ -56,10 +64,10 @@ ch = max(1, int(round(rows / scale)))
 canvas = st_canvas(fill_color="rgba(46,134,222,0.25)", stroke_width=12 if tool == "freedraw" else 2,
                    stroke_color="#2e86de", background_image=PILImage.fromarray(view).resize((cw, ch)),
                    height=ch, width=cw, drawing_mode=tool,
-                   initial_drawing=fabric_from_shapes(saved.shapes, scale) if saved and saved.shapes else None,
-                   key=f"annotate_canvas_{info.id}_{cw}", update_streamlit=True)
-drawn = shapes_from_fabric(canvas.json_data, scale, rows, cols) if canvas.json_data else (saved.shapes if saved else [])
-old = {(tuple(map(tuple, s.get("points", []))) or tuple(s.get("box", []))): s["label"] for s in (saved.shapes if saved else [])}
+                   initial_drawing=fabric_from_shapes(initial_shapes, scale) if initial_shapes else None,
+                   key=f"annotate_canvas_{info.id}_{cw}_{len(pre.get(info.id, []))}", update_streamlit=True)
+drawn = shapes_from_fabric(canvas.json_data, scale, rows, cols) if canvas.json_data else list(initial_shapes)
+old = {(tuple(map(tuple, s.get("points", []))) or tuple(s.get("box", []))): s["label"] for s in initial_shapes}
 for s in drawn:
     key = tuple(map(tuple, s.get("points", []))) or tuple(s.get("box", []))
     s["label"] = old.get(key, cls)

@@ -136,3 +136,23 @@ def make_user(rt):
         return info.actor()
 
     return make
+
+
+def deploy_test_model(rt, task: str, path, name: str = "tiny"):
+    """Register a model file built in the test and make it the deployed version of `task`
+    (shipped weights, when present, were registered first at start-up)."""
+    import pytest as _pytest
+
+    from core.ml.detector import file_sha256
+    from core.services import datasets, models
+
+    mp = _pytest.MonkeyPatch()
+    mp.setitem(models.SHIPPED, task, (str(path), str(path) + ".none.json", name))
+    try:
+        models.register_shipped(rt)
+    finally:
+        mp.undo()
+    sha = file_sha256(path)
+    version = next(m for m in models.list_models(admin_actor(rt)) if m.task == task and m.sha256 == sha)
+    datasets.deploy(admin_actor(rt), version.id)
+    return version

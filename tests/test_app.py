@@ -247,8 +247,9 @@ def test_doctor_explains_switches_cam_and_approves(app_rt, tmp_path, monkeypatch
     path = tmp_path / "tiny.pt"
     torch.save({"arch": "resnet18", "classes": ("NORMAL", "PNEUMONIA"), "size": 64,
                 "state_dict": classifier.build("resnet18", 2).state_dict()}, path)
-    monkeypatch.setitem(models.SHIPPED, "classifier-cxr", (str(path), str(tmp_path / "none.json"), "tiny-cxr"))
-    models.register_shipped(app_rt)
+    from tests.conftest import deploy_test_model
+
+    deploy_test_model(app_rt, "classifier-cxr", path, "tiny-cxr")
     tech = users.authenticate("tech", PASSWORD).actor()
     ingest.ingest_files(tech, [("x.png", png_bytes(90, 90, seed=8))])
     at = login("doct", PASSWORD)

@@ -101,11 +101,14 @@ def test_shipped_weights_are_registered_once_and_verified(rt, tiny_weights, monk
     from core.errors import IntegrityError
     from core.services import models
 
+    from tests.conftest import deploy_test_model
+
     weights = tmp_path / "shipped.pt"
     shutil.copyfile(tiny_weights, weights)
     monkeypatch.setitem(models.SHIPPED, "detector", (str(weights), str(tmp_path / "none.json"), "tiny"))
     first = models.register_shipped(rt)
     assert models.register_shipped(rt) == first  # idempotent
+    deploy_test_model(rt, "detector", weights)
     info = models.deployed("detector", rt)
     assert info.deployed and info.sha256 == detector.file_sha256(weights)
     assert [m.task for m in models.list_models(admin)].count("detector") >= 1
@@ -117,4 +120,22 @@ def test_shipped_weights_are_registered_once_and_verified(rt, tiny_weights, monk
     detector.load.cache_clear()
     with pytest.raises(IntegrityError):
         detector.load(path, sha)
+    detector.load.cache_clear()
+
+
+def test_prelabels_come_from_the_deployed_detector(rt, make_user, tiny_weights, monkeypatch, tmp_path):
+    import shutil
+
+    from core.services import annotate, ingest, models
+    from tests.fixtures import png_bytes
+
+    from tests.conftest import deploy_test_model
+
+    weights = tmp_path / "det.pt"
+    shutil.copyfile(tiny_weights, weights)
+    deploy_test_model(rt, "detector", weights)
+    tech = make_user("technician")
+    image_id = ingest.ingest_files(tech, [("p.png", png_bytes(300, 500, seed=70))]).results[0].image_id
+    shapes = annotate.prelabel(tech, image_id)
+    assert all(s["kind"] == "rect" and 0 <= s["box"][0] < s["box"][2] <= 500 for s in shapes)
     detector.load.cache_clear()

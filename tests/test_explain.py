@@ -20,8 +20,9 @@ def deployed_classifier(rt, tmp_path, monkeypatch):
     model = classifier.build("resnet18", num_classes=2, dropout=0.5)
     path = tmp_path / "cxr-tiny.pt"
     torch.save({"arch": "resnet18", "classes": ("NORMAL", "PNEUMONIA"), "size": 64, "state_dict": model.state_dict()}, path)
-    monkeypatch.setitem(models.SHIPPED, "classifier-cxr", (str(path), str(tmp_path / "none.json"), "tiny-cxr"))
-    models.register_shipped(rt)
+    from tests.conftest import deploy_test_model
+
+    deploy_test_model(rt, "classifier-cxr", path, "tiny-cxr")
     yield path
     classifier.load.cache_clear()
 
