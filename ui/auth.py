@@ -1,5 +1,7 @@
-"""Login gate: streamlit-authenticator draws the form and keeps the cookie; core checks the
-password (bcrypt), the lockout and writes the audit events."""
+"""Login gate. streamlit-authenticator keeps the session state and reads the signed re-login
+cookie; core checks the password (bcrypt) and the lockout and writes the audit events. Our own
+form submits in a callback, because the library's form loses submissions when its cookie
+component reruns the script on a fresh server."""
 
 from __future__ import annotations
 
