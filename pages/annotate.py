@@ -10,8 +10,8 @@ from ui.navigation import guard
 
 st.header("Annotate")
 me = guard("annotate")
-if msg := st.session_state.pop("annotate_flash", None):
-    st.success(msg)
+flash = st.session_state.get("annotate_flash")  # (image id, message): kept while that image is open,
+# so a component's rerun right after a save does not wipe the confirmation
 
 images = attempt(patients.list_images, me, None, None, 500) or []
 if not images:
@@ -26,6 +26,8 @@ if st.button("Next most useful image", help="The unlabelled image the model is l
     else:
         st.info("Every image is labelled.")
 info = labels[st.selectbox("Image", list(labels), key="annotate_pick")]
+if flash and flash[0] == info.id:
+    st.success(flash[1])
 
 got = attempt(protect.protected_pixels, me, info.id)
 if got is None:
@@ -81,7 +83,7 @@ with st.form("annotate_save"):
     if st.form_submit_button("Save annotations", type="primary"):
         done = attempt(annotate.save, me, info.id, drawn, image_label or None, use)
         if done:
-            st.session_state["annotate_flash"] = f"Saved {len(done.shapes)} shape(s) ({done.status})."
+            st.session_state["annotate_flash"] = (info.id, f"Saved {len(done.shapes)} shape(s) ({done.status}).")
             st.rerun()
 
 if me.role == "doctor" and saved and saved.status in ("pending", "modified"):
@@ -89,9 +91,9 @@ if me.role == "doctor" and saved and saved.status in ("pending", "modified"):
     x, y = st.columns(2)
     if x.button("Approve", type="primary"):
         if attempt(annotate.review, me, info.id, True, comment):
-            st.session_state["annotate_flash"] = "Annotations approved."
+            st.session_state["annotate_flash"] = (info.id, "Annotations approved.")
             st.rerun()
     if y.button("Reject"):
         if attempt(annotate.review, me, info.id, False, comment):
-            st.session_state["annotate_flash"] = "Annotations rejected."
+            st.session_state["annotate_flash"] = (info.id, "Annotations rejected.")
             st.rerun()

@@ -10,7 +10,7 @@ from PIL import Image
 
 from core.imaging.decode import decode_image
 from core.imaging.display import to_display_uint8
-from core.ml.synth import Sample, TextFactory, crop_tile, font_paths, render, yolo_label
+from core.ml.synth import Sample, TextFactory, crop_tile, font_paths, render, ultrasound_background, yolo_label
 
 CLEAN_MODALITIES = {"CT", "MR", "CR", "DX", "NM", "XA", "MG", "PT", "RF", "RTDOSE"}
 
@@ -39,7 +39,12 @@ def backgrounds(data_root: Path, split: str, limit: int, seed: int) -> list[np.n
         for f in range(min(img.frames, 3)):
             out.append(to_display_uint8(img.pixels, photometric=img.photometric, frames=img.frames, frame=f))
     rnd.shuffle(out)
-    return out[:limit]
+    out = out[:limit]
+    # ultrasound-like frames: dark screens with a speckled field, where scanners put most text
+    rng = np.random.default_rng(seed + 100)
+    out += [ultrasound_background(rng) for _ in range(max(1, limit // 5))]
+    rnd.shuffle(out)
+    return out
 
 
 def write_yolo_split(root: Path, split: str, bgs: list[np.ndarray], n: int, seed: int, fonts: list[str],

@@ -147,7 +147,7 @@ def test_login_upload_reload_logout_in_chromium(server, tmp_path):
             settle(page)
             page.get_by_role("textbox", name="Image label").fill("NORMAL")
             page.get_by_role("button", name="Save annotations").click()
-            expect(page.get_by_text("Saved 1 shape(s)")).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("Saved 1 shape(s)", exact=False)).to_be_visible(timeout=30_000)
             settle(page)
             page.screenshot(path=str(ARTIFACTS / "browser-annotate.png"))
             annotate_width = ab["width"]

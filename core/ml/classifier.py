@@ -21,7 +21,8 @@ def build(arch: str = "densenet121", num_classes: int = 2, dropout: float = 0.2,
     if arch == "densenet121":
         return nets.DenseNet121(spatial_dims=2, in_channels=in_channels, out_channels=num_classes, dropout_prob=dropout)
     if arch == "resnet18":
-        model = nets.resnet18(spatial_dims=2, n_input_channels=in_channels, num_classes=num_classes)
+        # the standard stride-2 stem (MONAI's default stride 1 costs four times the compute)
+        model = nets.resnet18(spatial_dims=2, n_input_channels=in_channels, num_classes=num_classes, conv1_t_stride=2)
         model.fc = nn.Sequential(nn.Dropout(dropout), model.fc)
         return model
     if arch == "efficientnet-b0":
@@ -155,5 +156,11 @@ def load(path: str, sha256: str | None = None) -> tuple[nn.Module, tuple[str, ..
         raise IntegrityError("The classifier weights do not match their recorded checksum.")
     ckpt = torch.load(p, map_location="cpu", weights_only=True)
     model = build(ckpt["arch"], num_classes=len(ckpt["classes"]))
-    model.load_state_dict(ckpt["state_dict"])
+    model.load_state_dict(ckpt["state_dict"])  # weights may ship as float16: copied into float32
     return model.to(device()).eval(), tuple(ckpt["classes"]), int(ckpt.get("size", 224)), ckpt["arch"]
+
+
+def compact_state_dict(model: nn.Module) -> dict:
+    """The state dict with floating tensors as float16, for shipping (half the file size; the
+    loader copies them back into float32 parameters)."""
+    return {k: (v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()) for k, v in model.state_dict().items()}

@@ -88,6 +88,40 @@ class TextFactory:
         return str(self.rng.choice(_ANNOTATIONS))
 
 
+_INK_COLOURS = [(255, 255, 0), (0, 255, 0), (0, 255, 255), (255, 165, 0), (255, 255, 255), (180, 220, 255),
+                (255, 80, 80)]
+
+
+def ultrasound_background(rng: np.random.Generator, size: tuple[int, int] | None = None) -> np.ndarray:
+    """A synthetic ultrasound frame: black screen, a speckled fan (sector) or linear field of view,
+    dark cyst-like blobs, depth ticks; text is drawn on it later like on any background."""
+    H, W = size or (int(rng.integers(360, 900)), int(rng.integers(480, 1200)))
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    speckle = rng.rayleigh(1.0, (H // 2 + 1, W // 2 + 1)).astype(np.float32)
+    speckle = np.asarray(Image.fromarray(speckle / speckle.max() * 255).resize((W, H), Image.Resampling.BILINEAR), np.float32)
+    depth = yy / H
+    tissue = speckle * (0.35 + 0.5 * np.exp(-2.5 * depth)) * rng.uniform(0.6, 1.0)
+    for _ in range(int(rng.integers(0, 4))):  # cysts / vessels
+        cy, cx, r = rng.uniform(0.3, 0.9) * H, rng.uniform(0.2, 0.8) * W, rng.uniform(0.03, 0.12) * H
+        tissue *= np.clip(np.hypot((yy - cy) / r, (xx - cx) / (r * rng.uniform(0.8, 2.0))), 0.15, 1.0) ** 0.5
+    top = int(rng.uniform(0.06, 0.15) * H)
+    if rng.random() < 0.65:  # sector probe
+        ax, ay = W / 2 + rng.uniform(-0.1, 0.1) * W, top - rng.uniform(0.0, 0.1) * H
+        ang = np.degrees(np.arctan2(xx - ax, yy - ay))
+        rad = np.hypot(xx - ax, yy - ay)
+        half = rng.uniform(30, 45)
+        fov = (np.abs(ang) < half) & (rad > top - ay) & (rad < H * rng.uniform(0.85, 0.98) - ay)
+    else:  # linear probe
+        x0, x1 = int(rng.uniform(0.15, 0.3) * W), int(rng.uniform(0.7, 0.85) * W)
+        fov = (xx >= x0) & (xx < x1) & (yy >= top) & (yy < H * rng.uniform(0.85, 0.97))
+    img = np.where(fov, tissue, 0.0)
+    for k in range(1, 10):  # depth ticks along the field's right edge
+        y = int(top + k * (H - top) / 10)
+        if y < H - 2:
+            img[y:y + 2, int(W * 0.88):int(W * 0.895)] = 200
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
 @dataclass
 class Sample:
     image: np.ndarray  # uint8, HxW or HxWx3
@@ -106,7 +140,8 @@ def render(background: np.ndarray, rng: np.random.Generator, texts: TextFactory,
     if long_side:
         scale = long_side / max(bg.size)
         bg = bg.resize((max(16, int(bg.width * scale)), max(16, int(bg.height * scale))), Image.Resampling.BILINEAR)
-    rgb = bg.mode == "RGB" and rng.random() < 0.5
+    # colour: scanners (ultrasound above all) often draw text in yellow, green, cyan or orange
+    rgb = (bg.mode == "RGB" and rng.random() < 0.5) or rng.random() < 0.25
     bg = bg.convert("RGB" if rgb else "L")
     W, H = bg.size
     deep = (not rgb) and rng.random() < 0.35  # 12/16-bit path: text at max value, windowed to 8 bits
@@ -167,6 +202,8 @@ def render(background: np.ndarray, rng: np.random.Generator, texts: TextFactory,
         mask, back = mask[..., None], back[..., None]
     base = canvas * (1 - back) + back * (top * 0.9 if dark_text else rng.uniform(0, 0.15) * top)
     ink = (top * 0.05) if dark_text else level
+    if canvas.ndim == 3 and not dark_text and rng.random() < 0.6:
+        ink = np.asarray(_INK_COLOURS[int(rng.integers(0, len(_INK_COLOURS)))], np.float32) * (level / 255.0)
     out = base * (1 - mask) + mask * ink
     if deep:
         img8 = _to_uint8_window(out)
