@@ -44,6 +44,20 @@ class Queue:
                                    immediate=immediate)
             self.backend = "sqlite"
         self.protect_one = self.huey.task(retries=2, retry_delay=2, name="protect_one")(_protect_one)
+        self.train = self.huey.task(name="train_model")(_train_model)
+        self.evaluate = self.huey.task(name="evaluate_model")(_evaluate_model)
+
+
+def _train_model(job_id: int) -> None:
+    from core.services.training import run_training
+
+    run_training(job_id)
+
+
+def _evaluate_model(job_id: int) -> None:
+    from core.services.training import run_evaluation
+
+    run_evaluation(job_id)
 
 
 def queue(rt: Runtime | None = None, immediate: bool | None = None) -> Queue:
@@ -198,4 +212,6 @@ def recover(rt: Runtime | None = None) -> int:
     for job_id, image_id in pending:
         q.protect_one(job_id, image_id)
         n += 1
-    return n
+    from core.services.training import recover_jobs
+
+    return n + recover_jobs()

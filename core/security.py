@@ -44,6 +44,7 @@ class Permission(str, Enum):
     ANNOTATE = "annotate"  # draw shapes and labels
     ANNOTATION_REVIEW = "annotation.review"  # approve or reject annotations
     MODEL_DEPLOY = "model.deploy"  # choose the version inference uses
+    MODEL_TRAIN = "model.train"  # start, watch and cancel training and evaluation jobs
 
 
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
@@ -55,12 +56,13 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
         Permission.IMAGE_VIEW, Permission.PATIENT_READ, Permission.PATIENT_WRITE,
         Permission.ACCOUNT_SELF, Permission.IMAGE_RESTORE, Permission.METRICS_READ,
         Permission.AI_EXPLAIN, Permission.AI_REVIEW, Permission.ANNOTATE, Permission.ANNOTATION_REVIEW,
-        Permission.MODEL_DEPLOY,
+        Permission.MODEL_DEPLOY, Permission.MODEL_TRAIN,
     }),
     # Admins run the system; they never read patient images without a clinical role.
     Role.ADMIN.value: frozenset({
         Permission.USER_MANAGE, Permission.AUDIT_READ, Permission.ACCOUNT_SELF, Permission.KEY_MANAGE,
         Permission.METRICS_READ, Permission.SYSTEM_READ, Permission.SETTINGS_MANAGE, Permission.MODEL_DEPLOY,
+        Permission.MODEL_TRAIN,
     }),
 }
 

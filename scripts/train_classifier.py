@@ -31,7 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.ml import classifier  # noqa: E402
+from core.ml import classifier, finetune  # noqa: E402
 from core.ml.evaluation import multiclass_metrics  # noqa: E402
 
 OUT = ROOT / "models" / "classifier"
@@ -95,24 +95,6 @@ def load_dataset(name: str, root: Path, size: int, limit: int | None, seed: int)
     raise ValueError(name)
 
 
-def augmenter(seed: int):
-    from monai.transforms import (Compose, RandAdjustContrast, RandAffine, RandGaussianNoise, RandScaleIntensity,
-                                  RandShiftIntensity)
-
-    t = Compose([RandAffine(prob=0.8, rotate_range=0.17, scale_range=0.12, shear_range=0.05, translate_range=(0.06, 0.06),
-                            padding_mode="border"),
-                 RandScaleIntensity(factors=0.15, prob=0.5), RandShiftIntensity(offsets=0.08, prob=0.5),
-                 RandAdjustContrast(gamma=(0.7, 1.4), prob=0.4), RandGaussianNoise(prob=0.25, std=0.02)])
-    t.set_random_state(seed)
-    return t
-
-
-@torch.no_grad()
-def predict_probs(model, x: torch.Tensor, dev, batch: int = 128) -> np.ndarray:
-    model.eval()
-    return np.concatenate([torch.softmax(model(x[i:i + batch].to(dev)), 1).cpu().numpy() for i in range(0, len(x), batch)])
-
-
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--dataset", default="cxr", choices=sorted(SETS))
@@ -139,65 +121,32 @@ def main() -> int:
     t_load = time.time()
     xtr, ytr, xva, yva, xte, yte = load_dataset(args.dataset, Path(args.data or DATA / folder), args.size, args.limit, args.seed)
     print(f"loaded {len(xtr)}/{len(xva)}/{len(xte)} images in {time.time() - t_load:.0f} s", flush=True)
-    k = classes.index(positive)
-    counts = np.bincount(ytr, minlength=len(classes))
-    weights = torch.tensor(counts.sum() / (len(classes) * np.maximum(counts, 1)), dtype=torch.float32, device=dev)
     model = classifier.build(args.arch, num_classes=len(classes), dropout=0.2).to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=5e-4)
-    steps = args.epochs * int(np.ceil(len(xtr) / args.batch))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.15)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weights, label_smoothing=0.05)
-    aug = augmenter(args.seed)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=finetune.class_weights(ytr, len(classes), dev), label_smoothing=0.05)
+
+    def validate(m) -> float:
+        r = multiclass_metrics(yva, finetune.predict_probs(m, xva), classes, positive, seed=args.seed)
+        return r["auc"] if np.isfinite(r["auc"]) else r["acc_all_classes"]  # tiny smoke splits may lack a class
+
+    def report(row: dict) -> None:
+        print(f"epoch {row['epoch']}: loss {row['train_loss']:.4f} val AUC {row['val_score']} ({row['minutes']:.1f} min)", flush=True)
+
+    fitted = finetune.fit(model, xtr, torch.as_tensor(ytr), loss_fn, validate, epochs=args.epochs, lr=args.lr,
+                          batch=args.batch, augment=finetune.classifier_augment(args.seed), patience=args.patience,
+                          max_minutes=args.max_minutes, seed=args.seed, on_epoch=report)
+    best_auc, history = fitted.best_score, fitted.history
+    model.load_state_dict(fitted.best_state)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     weights_path = out / f"{stem}-{args.arch}.pt"
-    best_state, best_auc, bad, history, t0 = None, -1.0, 0, [], time.time()
-    rng = np.random.default_rng(args.seed)
-    for epoch in range(args.epochs):
-        model.train()
-        total = 0.0
-        order = rng.permutation(len(xtr))
-        for i in range(0, len(order), args.batch):
-            idx = order[i:i + args.batch]
-            if len(idx) < 2:
-                continue
-            xb = torch.stack([torch.as_tensor(aug(xtr[j])) for j in idx]).float().to(dev)
-            yb = torch.as_tensor(ytr[idx], device=dev)
-            opt.zero_grad()
-            loss = loss_fn(model(xb), yb)
-            loss.backward()
-            opt.step()
-            if sched.last_epoch + 1 < steps:
-                sched.step()
-            total += float(loss) * len(idx)
-        pv = predict_probs(model, xva, dev)
-        m = multiclass_metrics(yva, pv, classes, positive, seed=args.seed)
-        history.append({"epoch": epoch + 1, "train_loss": round(total / len(xtr), 5), "val_auc": round(m["auc"], 5),
-                        "val_acc": round(m["acc_all_classes"], 5)})
-        minutes = (time.time() - t0) / 60
-        print(f"epoch {epoch + 1}: loss {total / len(xtr):.4f} val AUC {m['auc']:.4f} ACC {m['acc_all_classes']:.4f} "
-              f"({minutes:.1f} min)", flush=True)
-        score = m["auc"] if np.isfinite(m["auc"]) else m["acc_all_classes"]  # tiny smoke splits may lack a class
-        if score > best_auc:
-            best_auc, bad = score, 0
-            best_state = {kk: v.detach().clone() for kk, v in model.state_dict().items()}
-        else:
-            bad += 1
-            if bad >= args.patience:
-                print("early stop", flush=True)
-                break
-        if args.max_minutes and minutes > args.max_minutes:
-            print(f"stopping: {args.max_minutes} min budget reached", flush=True)
-            break
-    model.load_state_dict(best_state)
     torch.save({"arch": args.arch, "classes": classes, "size": args.size, "positive": positive,
                 "state_dict": classifier.compact_state_dict(model)}, weights_path)
     # the shipped (float16) file is what is evaluated, through the app's loader
     model, _, _, _ = classifier.load.__wrapped__(str(weights_path))
-    pt = predict_probs(model, xte, dev)
+    pt = finetune.predict_probs(model, xte)
     test = multiclass_metrics(yte, pt, classes, positive, seed=args.seed)
     metrics = {"test": test, "best_val_auc": best_auc, "history": history, "device": str(dev), "dataset": args.dataset,
-               "positive": positive, "minutes": round((time.time() - t0) / 60, 1),
+               "positive": positive, "minutes": round(fitted.minutes, 1),
                "command": "python scripts/train_classifier.py " + " ".join(sys.argv[1:]),
                "train_images": int(len(xtr)), "val_images": int(len(xva)), "size": args.size, "arch": args.arch}
     (out / f"{stem}-{args.arch}.json").write_text(json.dumps(metrics, indent=2))

@@ -20,7 +20,7 @@ import argparse
 import csv
 import json
 import sys
-import time
+
 from pathlib import Path
 
 import numpy as np
@@ -29,18 +29,16 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.ml import classifier, segmenter  # noqa: E402
+from core.ml import classifier, finetune, segmenter  # noqa: E402
 from core.ml.evaluation import segmentation_metrics  # noqa: E402
 
 OUT = ROOT / "models" / "segmenter"
-
 
 def pairs(root: Path, montgomery_only: bool) -> list[tuple[str, str]]:
     with open(root / "pairs.csv") as fh:
         rows = list(csv.DictReader(fh))
     out = [(str(root / r["image"]), str(root / r["mask"])) for r in rows]
     return [p for p in out if "MCUCXR" in Path(p[0]).name] if montgomery_only else out
-
 
 def load(items, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     import torch.nn.functional as F
@@ -53,39 +51,19 @@ def load(items, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         ys.append(F.interpolate(m, size=(size, size), mode="nearest")[0])
     return torch.stack(xs), torch.stack(ys)
 
-
-def augmenter(seed: int):
-    from monai.transforms import Compose, RandAdjustContrastd, RandAffined, RandGaussianNoised, RandScaleIntensityd
-
-    t = Compose([RandAffined(keys=["image", "label"], prob=0.7, rotate_range=0.15, scale_range=0.12,
-                             translate_range=(0.05, 0.05), mode=("bilinear", "nearest"), padding_mode="zeros"),
-                 RandScaleIntensityd(keys="image", factors=0.15, prob=0.5),
-                 RandAdjustContrastd(keys="image", gamma=(0.7, 1.4), prob=0.4),
-                 RandGaussianNoised(keys="image", prob=0.2, std=0.02)])
-    t.set_random_state(seed)
-    return t
-
-
-@torch.no_grad()
-def predict(model, x: torch.Tensor, dev, batch: int = 32) -> torch.Tensor:
-    model.eval()
-    return torch.cat([(torch.sigmoid(model(x[i:i + batch].to(dev))) >= 0.5).float().cpu() for i in range(0, len(x), batch)])
-
-
 def full_resolution_dice(model, items, size: int) -> dict:
     """Dice and HD95 at each image's own size, through core.ml.segmenter.segment."""
     from PIL import Image
 
-    preds, truths, dices = [], [], []
+    hds, dices = [], []
     for img_path, mask_path in items:
         arr = np.asarray(Image.open(img_path).convert("L"))
         truth = np.asarray(Image.open(mask_path).convert("L")) >= 128
         seg = segmenter.segment(model, classifier.preprocess(arr, size=size), truth.shape)
         m = segmentation_metrics(seg.mask[None, None], truth[None, None])
         dices.append(m["dice"])
-        preds.append(m["hd95_px"])
-    return {"n": len(items), "dice": float(np.mean(dices)), "hd95_px": float(np.nanmean(preds))}
-
+        hds.append(m["hd95_px"])
+    return {"n": len(items), "dice": float(np.mean(dices)), "hd95_px": float(np.nanmean(hds))}
 
 def main() -> int:
     ap = argparse.ArgumentParser()
@@ -119,55 +97,31 @@ def main() -> int:
     model = segmenter.build(args.variant, channels).to(dev)
     from monai.losses import DiceCELoss
 
-    loss_fn = DiceCELoss(sigmoid=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-5)
-    steps = args.epochs * int(np.ceil(len(xtr) / args.batch))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.1)
-    aug = augmenter(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"lung-{args.variant}" + ("-montgomery" if args.montgomery_only else "")
-    best_state, best_dice, history, t0 = None, -1.0, [], time.time()
-    for epoch in range(args.epochs):
-        model.train()
-        total = 0.0
-        order = rng.permutation(len(xtr))
-        for i in range(0, len(order), args.batch):
-            idx = order[i:i + args.batch]
-            batch = [aug({"image": xtr[j], "label": ytr[j]}) for j in idx]
-            xb = torch.stack([torch.as_tensor(b["image"]) for b in batch]).float().to(dev)
-            yb = torch.stack([torch.as_tensor(b["label"]) for b in batch]).float().to(dev)
-            opt.zero_grad()
-            loss = loss_fn(model(xb), yb)
-            loss.backward()
-            opt.step()
-            if sched.last_epoch + 1 < steps:
-                sched.step()
-            total += float(loss) * len(idx)
-        m = segmentation_metrics(predict(model, xva, dev), yva)
-        minutes = (time.time() - t0) / 60
-        history.append({"epoch": epoch + 1, "train_loss": round(total / len(xtr), 5), "val_dice": round(m["dice"], 5)})
-        print(f"epoch {epoch + 1}: loss {total / len(xtr):.4f} val dice {m['dice']:.4f} hd95 {m['hd95_px']:.1f} px "
-              f"({minutes:.1f} min)", flush=True)
-        if m["dice"] > best_dice:
-            best_dice = m["dice"]
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if args.max_minutes and minutes > args.max_minutes:
-            print(f"stopping: {args.max_minutes} min budget reached", flush=True)
-            break
-    model.load_state_dict(best_state)
+
+    def report(row: dict) -> None:
+        print(f"epoch {row['epoch']}: loss {row['train_loss']:.4f} val dice {row['val_score']} ({row['minutes']:.1f} min)", flush=True)
+
+    fitted = finetune.fit(model, xtr, ytr, DiceCELoss(sigmoid=True),
+                          lambda m: segmentation_metrics(finetune.predict_masks(m, xva), yva)["dice"],
+                          epochs=args.epochs, lr=args.lr, batch=args.batch, augment=finetune.segmenter_augment(args.seed),
+                          weight_decay=1e-5, max_minutes=args.max_minutes, seed=args.seed, on_epoch=report)
+    best_dice, history = fitted.best_score, fitted.history
+    model.load_state_dict(fitted.best_state)
     weights = out / f"{stem}.pt"
     torch.save({"variant": args.variant, "channels": channels, "size": args.size,
                 "state_dict": classifier.compact_state_dict(model)}, weights)
     model, size, _ = segmenter.load.__wrapped__(str(weights))  # evaluate the shipped file, as the app loads it
-    m = segmentation_metrics(predict(model, xte, dev), yte)
+    m = segmentation_metrics(finetune.predict_masks(model, xte), yte)
     full = full_resolution_dice(model, test, size)
     licence = ("NLM Montgomery County set (research use; cite Jaeger et al. 2014)" if args.montgomery_only else
                "includes Shenzhen masks: CC BY-NC-SA 4.0, so these weights are for non-commercial use only")
     metrics = {"test": m, "test_full_resolution": full, "best_val_dice": best_dice, "history": history,
                "test_pairs": len(test), "val_pairs": len(val), "train_pairs": len(train), "size": args.size,
                "variant": args.variant, "licence": licence, "device": str(dev),
-               "minutes": round((time.time() - t0) / 60, 1),
+               "minutes": round(fitted.minutes, 1),
                "command": "python scripts/train_segmenter.py " + " ".join(sys.argv[1:])}
     (out / f"{stem}.json").write_text(json.dumps(metrics, indent=2))
     (out / f"{stem}.md").write_text(f"""# Lung segmenter `{stem}` (MONAI {args.variant})
@@ -190,7 +144,6 @@ Goal: Dice >= 0.95 on lungs. Decision support only; not a medical device.
     print(f"test: Dice {m['dice']:.4f} HD95 {m['hd95_px']:.1f} px at {args.size} px; full resolution Dice "
           f"{full['dice']:.4f} HD95 {full['hd95_px']:.1f} px", flush=True)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

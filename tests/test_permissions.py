@@ -17,6 +17,8 @@ import core.services.system  # noqa: F401
 import core.services.patients  # noqa: F401
 import core.services.protect  # noqa: F401
 import core.services.users  # noqa: F401
+import core.services.projects  # noqa: F401
+import core.services.training  # noqa: F401
 from core.errors import AccessDenied, MedShieldError
 from core.security import ROLES, SERVICE_REGISTRY, Actor
 from tests.fixtures import png_bytes
@@ -76,6 +78,17 @@ EXPECTED: dict[str, set[str]] = {
     "core.services.patients.list_images": {T, D},
     "core.services.keys.key_status": {A},
     "core.services.keys.rotate_master_key": {A},
+    "core.services.projects.create_project": {T, D},
+    "core.services.projects.list_projects": {T, D},
+    "core.services.projects.list_projects_for_training": {D, A},
+    "core.services.projects.add_images": {T, D},
+    "core.services.projects.import_dataset": {T},
+    "core.services.training.start_training": {D, A},
+    "core.services.training.start_evaluation": {D, A},
+    "core.services.training.cancel_job": {D, A},
+    "core.services.training.get_training_job": {D, A},
+    "core.services.training.list_training_jobs": {D, A},
+    "core.services.training.evaluation_history": {D, A},
 }
 
 ARGS: dict[str, tuple] = {
@@ -130,6 +143,17 @@ ARGS: dict[str, tuple] = {
     "core.services.patients.list_images": (),
     "core.services.keys.key_status": (),
     "core.services.keys.rotate_master_key": (),
+    "core.services.projects.create_project": ("Matrix project", "classification", ["a", "b"]),
+    "core.services.projects.list_projects": (),
+    "core.services.projects.list_projects_for_training": (),
+    "core.services.projects.add_images": (999_999, [999_999]),
+    "core.services.projects.import_dataset": (999_999, "d.zip", b"PK"),
+    "core.services.training.start_training": (999_999,),
+    "core.services.training.start_evaluation": (999_999, 999_999),
+    "core.services.training.cancel_job": (999_999,),
+    "core.services.training.get_training_job": (999_999,),
+    "core.services.training.list_training_jobs": (),
+    "core.services.training.evaluation_history": ("classifier-cxr",),
 }
 
 

@@ -86,6 +86,7 @@ class Image(SQLModel, table=True):
     status: str = Field(default="uploaded", max_length=16, index=True)
     label: Optional[str] = Field(default=None, max_length=64)  # class from a labelled dataset
     split: Optional[str] = Field(default=None, max_length=8)  # train / val / test
+    project_id: Optional[int] = Field(default=None, foreign_key="projects.id", index=True)
     study_date: Optional[str] = Field(default=None, max_length=8)  # DICOM YYYYMMDD, for search
     uploaded_by: Optional[int] = Field(default=None, foreign_key="users.id")
     uploaded_at: datetime = _ts(index=True)
@@ -100,6 +101,21 @@ class Image(SQLModel, table=True):
     protected_by: Optional[int] = Field(default=None, foreign_key="users.id")
     protected_at: Optional[datetime] = _opt_ts()
     protect_metrics: Optional[dict] = Field(default=None, sa_column=Column(JSON))
+
+
+class Project(SQLModel, table=True):
+    """A labelling project: a task type, a class list, and the model task its versions serve."""
+
+    __tablename__ = "projects"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=64)
+    task_type: str = Field(max_length=16)  # classification, detection, segmentation
+    classes: list = Field(default_factory=list, sa_column=Column(JSON))
+    model_task: str = Field(max_length=32)  # e.g. classifier-cxr, segmenter-lung, detector
+    description: str = Field(default="", sa_type=Text)
+    created_by: Optional[int] = Field(default=None, foreign_key="users.id")
+    created_at: datetime = _ts()
 
 
 class Region(SQLModel, table=True):

@@ -94,6 +94,12 @@ def _parse_labels(raw: bytes) -> dict[str, dict[str, str]]:
 
 def read_archive(data: bytes, limits: Limits | None = None) -> list[ArchiveMember]:
     """Validate the whole archive, then return its members with labels from the layout."""
+    return read_archive_with_sidecars(data, limits)[0]
+
+
+def read_archive_with_sidecars(data: bytes, limits: Limits | None = None) -> tuple[list[ArchiveMember], dict[str, bytes]]:
+    """As `read_archive`, plus the text files beside the images (path -> bytes): YOLO label
+    files, classes.txt, data.yaml, COCO annotations.json. Same checks on every entry."""
     limits = limits or Limits()
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
@@ -137,6 +143,7 @@ def read_archive(data: bytes, limits: Limits | None = None) -> list[ArchiveMembe
         raise InvalidArchive(f"The zip expands more than {limits.max_zip_ratio:.0f}x (a zip bomb); refused.")
 
     members: list[ArchiveMember] = []
+    sidecars: dict[str, bytes] = {}
     labels: dict[str, dict[str, str]] | None = None
     read_total = 0
     for info, name in chosen:
@@ -149,8 +156,9 @@ def read_archive(data: bytes, limits: Limits | None = None) -> list[ArchiveMembe
         if posixpath.basename(name).lower() in _LABEL_FILES and name.count("/") == 0:
             labels = _parse_labels(raw)
             continue
-        if name.lower().endswith((".csv", ".txt", ".md", ".json")):
-            continue  # documentation beside the images
+        if name.lower().endswith((".csv", ".txt", ".md", ".json", ".yaml", ".yml")):
+            sidecars[name] = raw  # label files or documentation beside the images
+            continue
         members.append(ArchiveMember(path=name, data=raw))
     if not members:
         raise InvalidArchive("The zip holds no files to import.")
@@ -162,7 +170,7 @@ def read_archive(data: bytes, limits: Limits | None = None) -> list[ArchiveMembe
                 m.label = row["label"] or m.label
                 m.split = row["split"] or m.split
                 m.patient_code = row["patient"] or m.patient_code
-    return members
+    return members, sidecars
 
 
 def _apply_layout_labels(members: list[ArchiveMember]) -> None:

@@ -24,18 +24,20 @@ EXPORT_FORMATS = ("csv", "json", "yolo", "coco", "masks")
 
 @service(Permission.ANNOTATE)
 def assign_splits(actor: Actor, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), seed: int = 0,
-                  only_unassigned: bool = True) -> dict[str, Counter]:
-    """Stratified by label, fixed seed. Returns class counts per split."""
+                  only_unassigned: bool = True, project_id: int | None = None) -> dict[str, Counter]:
+    """Stratified by label (images without a label, as in box projects, form one stratum), fixed
+    seed; one project's images, or every labelled image. Returns class counts per split."""
     if abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
         raise ValidationError("Split fractions must be non-negative and add up to 1.")
     rt = get_runtime()
     rng = np.random.default_rng(seed)
     with rt.session() as s:
-        imgs = [i for i in s.exec(select(Image).where(Image.label.is_not(None)).order_by(Image.id)).all()  # type: ignore[union-attr]
-                if not (only_unassigned and i.split)]
+        q = select(Image).order_by(Image.id)
+        q = q.where(Image.project_id == project_id) if project_id is not None else q.where(Image.label.is_not(None))  # type: ignore[union-attr]
+        imgs = [i for i in s.exec(q).all() if not (only_unassigned and i.split)]
         by_label: dict[str, list[Image]] = {}
         for i in imgs:
-            by_label.setdefault(i.label, []).append(i)  # type: ignore[arg-type]
+            by_label.setdefault(i.label or "", []).append(i)
         for items in by_label.values():
             order = rng.permutation(len(items))
             n_train = int(round(fractions[0] * len(items)))
@@ -43,29 +45,42 @@ def assign_splits(actor: Actor, fractions: tuple[float, float, float] = (0.7, 0.
             for rank, k in enumerate(order):
                 items[k].split = "train" if rank < n_train else "val" if rank < n_train + n_val else "test"
                 s.add(items[k])
-    counts = class_counts.__wrapped__(actor)  # type: ignore[attr-defined]
+    counts = class_counts.__wrapped__(actor, project_id)  # type: ignore[attr-defined]
     audit.record(rt.engine, actor.username, actor.role, "dataset.split", "success", detail=f"images={len(imgs)} seed={seed}")
     return counts
 
 
 @service(Permission.ANNOTATE)
-def class_counts(actor: Actor) -> dict[str, Counter]:
+def class_counts(actor: Actor, project_id: int | None = None) -> dict[str, Counter]:
+    """Images per split and class; a box or mask project counts its shapes' classes."""
     with get_runtime().session() as s:
+        q = select(Image)
+        q = q.where(Image.project_id == project_id) if project_id is not None else q.where(Image.label.is_not(None))  # type: ignore[union-attr]
+        imgs = s.exec(q).all()
+        shapes: dict[int, set[str]] = {}
+        if project_id is not None and imgs:
+            for a in s.exec(select(Annotation).where(Annotation.image_id.in_([i.id for i in imgs]))).all():  # type: ignore[union-attr]
+                if a.kind != "label":
+                    shapes.setdefault(a.image_id, set()).add(a.label)
         out: dict[str, Counter] = {}
-        for i in s.exec(select(Image).where(Image.label.is_not(None))).all():  # type: ignore[union-attr]
-            out.setdefault(i.split or "unassigned", Counter())[i.label] += 1  # type: ignore[index]
+        for i in imgs:
+            for c in ([i.label] if i.label else sorted(shapes.get(i.id, ())) or ["(none)"]):
+                out.setdefault(i.split or "unassigned", Counter())[c] += 1
         return out
 
 
 @service(Permission.ANNOTATE)
-def export_labels(actor: Actor, fmt: str = "csv", approved_only: bool = False) -> tuple[str, bytes]:
-    """(file name, bytes). YOLO, COCO and masks come as a zip."""
+def export_labels(actor: Actor, fmt: str = "csv", approved_only: bool = False,
+                  project_id: int | None = None) -> tuple[str, bytes]:
+    """(file name, bytes), of one project or of every image. YOLO, COCO and masks come as a zip."""
     if fmt not in EXPORT_FORMATS:
         raise ValidationError(f"Export as one of {', '.join(EXPORT_FORMATS)}.")
     rt = get_runtime()
     with rt.session() as s:
-        imgs = {i.id: i for i in s.exec(select(Image)).all()}
-        anns = s.exec(select(Annotation).order_by(Annotation.image_id, Annotation.id)).all()  # type: ignore[arg-type]
+        q = select(Image) if project_id is None else select(Image).where(Image.project_id == project_id)
+        imgs = {i.id: i for i in s.exec(q).all()}
+        anns = [a for a in s.exec(select(Annotation).order_by(Annotation.image_id, Annotation.id)).all()  # type: ignore[arg-type]
+                if a.image_id in imgs]
     if approved_only:
         anns = [a for a in anns if a.status == "approved"]
     shapes: dict[int, list[dict]] = {}
@@ -76,6 +91,9 @@ def export_labels(actor: Actor, fmt: str = "csv", approved_only: bool = False) -
                 labels[a.image_id] = a.label
         else:
             shapes.setdefault(a.image_id, []).append({"kind": a.kind, "label": a.label, **a.geometry})
+    for i, img in imgs.items():  # labels imported with a dataset and never annotated since
+        if img.label and i not in labels and not approved_only:
+            labels[i] = img.label
     ids = sorted(set(shapes) | set(labels))
     classes = sorted({sh["label"] for v in shapes.values() for sh in v})
     if fmt == "csv":
