@@ -2,7 +2,7 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import MedShieldError
-from core.services import ingest, patients
+from core.services import ingest, patients, projects
 from ui.navigation import guard
 from ui.common import attempt, fmt_ts, runtime
 
@@ -62,6 +62,46 @@ if report is not None:
                                 "modality": r.modality, "label": r.label or "", "split": r.split or "",
                                 "reason": r.reason} for r in report.results]),
                  hide_index=True, width="stretch")
+
+st.subheader("Labelling projects")
+st.caption("A project has a task (classification, detection, segmentation), a class list and the model "
+           "task its versions serve. Import a labelled dataset into it: class folders or `labels.csv` for "
+           "classification; YOLO (`labels/*.txt` + `classes.txt` or `data.yaml`) or COCO (`annotations.json`) "
+           "for boxes and polygons. Every label file is checked before anything is stored.")
+plist_projects = attempt(projects.list_projects, me) or []
+if plist_projects:
+    st.dataframe(pd.DataFrame([{"id": p.id, "project": p.name, "task": p.task_type, "classes": ", ".join(p.classes),
+                                "model task": p.model_task, "images": p.images, "labelled": p.labelled}
+                               for p in plist_projects]), hide_index=True, width="stretch")
+with st.expander("New project"):
+    with st.form("new_project", clear_on_submit=True):
+        a, b = st.columns(2)
+        pname = a.text_input("Project name")
+        ptype = b.selectbox("Task", projects.TASK_TYPES)
+        pclasses = st.text_input("Classes (comma-separated)", placeholder="NORMAL, PNEUMONIA")
+        ptask = st.text_input("Model task (optional)", placeholder="classifier-cxr, segmenter-lung, detector…",
+                              help="Versions trained from this project serve this task; leave empty for a new one.")
+        if st.form_submit_button("Create project"):
+            made = attempt(projects.create_project, me, pname, ptype, [c for c in pclasses.split(",")], ptask or None)
+            if made:
+                st.session_state["project_flash"] = f"Project {made.name} created (model task {made.model_task})."
+                st.rerun()
+if msg := st.session_state.pop("project_flash", None):
+    st.success(msg)
+if plist_projects:
+    with st.form("import_dataset"):
+        pick = st.selectbox("Import into project", [f"#{p.id} · {p.name} ({p.task_type})" for p in plist_projects])
+        zf = st.file_uploader("Dataset zip", type=None, key="dataset_zip")
+        if st.form_submit_button("Import dataset", disabled=False):
+            if zf is None:
+                st.error("Choose a zip file first.")
+            else:
+                pid = int(pick.split(" ")[0][1:])
+                with st.spinner("Checking the archive and its label files…"):
+                    rep = attempt(projects.import_dataset, me, pid, zf.name, zf.getvalue(), modality)
+                if rep:
+                    st.success(f"{rep.accepted} image(s) imported, {rep.duplicates} duplicate(s), {rep.rejected} "
+                               f"rejected; {rep.shapes} shape(s) from {rep.label_format or 'no'} label files.")
 
 st.subheader("My recent uploads")
 recent = attempt(patients.recent_images, me, True, 50) or []

@@ -290,3 +290,38 @@ def test_annotate_page_saves_and_doctor_approves(app_rt):
     [b for b in at.button if b.label == "Approve"][0].click().run()
     assert not at.exception, at.exception
     assert annotate.get(tech, image_id).status == "approved"
+
+
+def test_technician_imports_a_project_and_doctor_trains_and_cancels(app_rt):
+    from core import jobs
+    from core.services import training
+    from tests.test_training import class_zip
+
+    at = login("tech", PASSWORD)
+    assert not at.exception, at.exception
+    [t for t in at.text_input if t.label == "Project name"][0].input("Spots")
+    [t for t in at.text_input if t.label == "Classes (comma-separated)"][0].input("clear, spot")
+    [b for b in at.button if b.label == "Create project"][0].click().run()
+    assert not at.exception, at.exception
+    assert any("Project Spots created" in s.value for s in at.success), [s.value for s in at.success]
+    from core.services import projects
+
+    tech = users.authenticate("tech", PASSWORD).actor()
+    proj = projects.list_projects(tech)[0]
+    assert proj.task_type == "classification" and proj.model_task == "classifier-spots"
+    projects.import_dataset(tech, proj.id, "spots.zip", class_zip(4))  # the file widget's data path
+
+    jobs.queue(app_rt, immediate=False)  # no worker: the job waits in the queue
+    at = login("doct", PASSWORD)
+    at.switch_page("pages/models.py").run()
+    assert not at.exception, at.exception
+    at.number_input[0].set_value(2)
+    [b for b in at.button if b.label == "Start training"][0].click().run()
+    assert not at.exception, at.exception
+    assert any("Training job" in s.value and "queued" in s.value for s in at.success)
+    doc = users.authenticate("doct", PASSWORD).actor()
+    job = training.list_training_jobs(doc)[0]
+    assert job.status == "queued" and job.epochs == 2
+    [b for b in at.button if b.label == "Cancel"][0].click().run()
+    assert not at.exception, at.exception
+    assert training.get_training_job(doc, job.id).status == "cancelled"
