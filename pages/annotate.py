@@ -4,7 +4,7 @@ from streamlit_drawable_canvas import st_canvas
 
 from core.imaging.canvas import fabric_from_shapes, shapes_from_fabric
 from core.imaging.display import WINDOW_PRESETS, raw_window, to_display_uint8
-from core.services import annotate, patients, protect
+from core.services import annotate, patients, projects, protect
 from ui.common import attempt
 from ui.navigation import guard
 
@@ -13,7 +13,13 @@ me = guard("annotate")
 flash = st.session_state.get("annotate_flash")  # (image id, message): kept while that image is open,
 # so a component's rerun right after a save does not wipe the confirmation
 
+plist = attempt(projects.list_projects, me) or []
+pchoice = {"All images": None, **{f"{p.name} ({p.task_type})": p for p in plist}}
+project = pchoice[st.selectbox("Project", list(pchoice), key="annotate_project",
+                               help="A project's images and its class list.")]
 images = attempt(patients.list_images, me, None, None, 500) or []
+if project is not None:
+    images = [i for i in images if i.project_id == project.id]
 if not images:
     st.info("No image yet.")
     st.stop()
@@ -47,7 +53,10 @@ c1, c2, c3, c4 = st.columns(4)
 tool = c1.selectbox("Tool", ["rect", "polygon", "freedraw", "transform"],
                     format_func={"rect": "Rectangle", "polygon": "Polygon", "freedraw": "Brush (mask)",
                                  "transform": "Edit / move / delete"}.get, key="annotate_tool")
-cls = c2.text_input("Class", value=st.session_state.get("annotate_class", "lesion"), key="annotate_class")
+if project is not None:
+    cls = c2.selectbox("Class", list(project.classes), key=f"annotate_class_{project.id}")
+else:
+    cls = c2.text_input("Class", value=st.session_state.get("annotate_class", "lesion"), key="annotate_class")
 preset = c3.selectbox("Window", ["auto"] + list(WINDOW_PRESETS), disabled=info.source_format != "dicom", key="annotate_window")
 invert = c4.checkbox("Invert", key="annotate_invert")
 zoom = st.slider("Display width (px)", 300, 1400, 800, 50, key="annotate_zoom")
@@ -78,7 +87,12 @@ st.caption(f"{len(drawn)} shape(s), stored in image pixels ({cols}x{rows}). Stat
 
 with st.form("annotate_save"):
     a, b = st.columns(2)
-    image_label = a.text_input("Image label", value=(saved.image_label or "") if saved else "")
+    current = (saved.image_label or "") if saved else ""
+    if project is not None and project.task_type == "classification":
+        opts = [""] + list(project.classes)
+        image_label = a.selectbox("Image label", opts, index=opts.index(current) if current in opts else 0)
+    else:
+        image_label = a.text_input("Image label", value=current)
     use = b.checkbox("Use for training", value=saved.use_for_training if saved else True)
     if st.form_submit_button("Save annotations", type="primary"):
         done = attempt(annotate.save, me, info.id, drawn, image_label or None, use)

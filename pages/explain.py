@@ -20,23 +20,30 @@ if not images:
     st.stop()
 labels = {f"#{i.id} · {i.source_name[-40:]} · {i.modality} · {i.status}": i for i in images}
 info = labels[st.selectbox("Image", list(labels), key="explain_pick")]
-c1, c2 = st.columns(2)
+tasks = attempt(explain.classifier_tasks, me) or []
+c0, c1, c2 = st.columns([2, 2, 2])
+auto = "automatic (by modality)"
+task_pick = c0.selectbox("Classifier", [auto] + tasks, key="explain_task",
+                         help="Ultrasound images go to the breast-ultrasound model, others to the chest X-ray model.")
+task = None if task_pick == auto else task_pick
 passes = c1.slider("Monte Carlo passes", 0, 30, 10, key="explain_passes")
 restored = c2.checkbox("Use the restored original (audited)", key="explain_restored",
                        disabled=info.status != "protected")
 
 held = st.session_state.get("analysis")
-if held is not None and held.image_id != info.id:
+if held is not None and (held.image_id != info.id or st.session_state.get("analysis_task") != task_pick):
     held = st.session_state["analysis"] = None
 if st.button("Analyze", type="primary"):
     try:
-        held = st.session_state["analysis"] = explain.analyze(me, info.id, mc_passes=passes, restored=restored)
+        held = st.session_state["analysis"] = explain.analyze(me, info.id, task=task, mc_passes=passes, restored=restored)
+        st.session_state["analysis_task"] = task_pick
     except NotFound as exc:
         st.info(f"{exc} The Explain page needs a deployed classifier (see models/).")
     except MedShieldError as exc:
         st.error(str(exc))
 
 if held is not None:
+    st.caption(f"Model: {held.model}")
     a, b, c = st.columns(3)
     a.metric("Prediction", held.prediction)
     b.metric("Triage", held.triage + (" ⚑" if held.flagged else ""), help=held.flag_reason or None)
@@ -48,7 +55,8 @@ if held is not None:
     st.subheader("Heatmap")
     k1, k2, k3, k4 = st.columns(4)
     method = k1.selectbox("Method", METHODS, key="cam_method",
-                          help="Score-CAM runs one pass per channel: slow on large layers.")
+                          help="Grad-CAM family (pytorch-grad-cam) or Integrated Gradients (Captum). Score-CAM runs "
+                               "one pass per channel: slow on large layers.")
     target = k2.selectbox("Class to explain", list(held.probabilities), index=list(held.probabilities).index(held.prediction),
                           key="cam_target")
     opacity = k3.slider("Opacity", 0.0, 1.0, 0.45, 0.05, key="cam_opacity")
@@ -56,7 +64,7 @@ if held is not None:
     layers = st.session_state.get("cam_layers") or []
     layer = st.selectbox("Layer", ["automatic (last convolution)"] + layers, key="cam_layer")
     try:
-        e = explain.explain(me, info.id, method=method, layer=None if layer.startswith("automatic") else layer,
+        e = explain.explain(me, info.id, task=task, method=method, layer=None if layer.startswith("automatic") else layer,
                             target=target, restored=restored)
     except MedShieldError as exc:
         st.error(str(exc))
@@ -76,3 +84,27 @@ if held is not None:
         if e.boxes:
             st.dataframe(pd.DataFrame([{"x0": b[0][0], "y0": b[0][1], "x1": b[0][2], "y1": b[0][3], "share of heat": f"{b[1]:.0%}"}
                                        for b in e.boxes]), hide_index=True, width="stretch")
+
+st.divider()
+st.subheader("Lung segmentation")
+st.caption("The deployed U-Net's mask over the image, with its area (mm² when the DICOM header gives the pixel spacing).")
+if st.button("Segment lungs"):
+    try:
+        st.session_state["segmentation"] = (info.id, explain.segment(me, info.id, restored=restored))
+    except NotFound as exc:
+        st.info(f"{exc} Deploy a segmenter on the Models page.")
+    except MedShieldError as exc:
+        st.error(str(exc))
+seg = st.session_state.get("segmentation")
+if seg and seg[0] == info.id:
+    sv = seg[1]
+    base = np.repeat(sv.view[..., None], 3, axis=2).astype(np.float32) / 255.0
+    tint = base.copy()
+    tint[sv.mask] = 0.55 * tint[sv.mask] + 0.45 * np.array([0.1, 0.9, 0.3])
+    l, r = st.columns(2)
+    l.image(base, caption="Image", width="stretch", clamp=True)
+    r.image(tint, caption=f"Mask ({sv.model})", width="stretch", clamp=True)
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Area", f"{sv.area_px:,} px")
+    m2.metric("Share of the image", f"{sv.area_fraction:.1%}")
+    m3.metric("Area (mm²)", f"{sv.area_mm2:,.0f}" if sv.area_mm2 else "no pixel spacing")

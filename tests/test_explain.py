@@ -78,3 +78,35 @@ def test_triage_thresholds_are_admin_settings(rt, make_user, admin, deployed_cla
     tech, doc = make_user("technician"), make_user("doctor")
     image_id = ingest.ingest_files(tech, [("d.png", png_bytes(64, 64, seed=4))]).results[0].image_id
     assert explain.analyze(doc, image_id, mc_passes=0).triage == "critical"
+
+
+def test_modality_picks_the_classifier_and_segmenter_gives_area(rt, make_user, deployed_classifier, tmp_path):
+    from core.ml import segmenter
+    from tests.conftest import deploy_test_model
+
+    torch.manual_seed(1)
+    us = classifier.build("resnet18", num_classes=3, dropout=0.5)
+    us_path = tmp_path / "us-tiny.pt"
+    torch.save({"arch": "resnet18", "classes": ("malignant", "normal", "benign"), "size": 64,
+                "state_dict": classifier.compact_state_dict(us)}, us_path)  # float16 as shipped
+    deploy_test_model(rt, "classifier-us", us_path, "tiny-us")
+    seg_path = tmp_path / "seg-tiny.pt"
+    torch.save({"variant": "unet", "channels": (8, 16, 32), "size": 64,
+                "state_dict": segmenter.build("unet", (8, 16, 32)).state_dict()}, seg_path)
+    deploy_test_model(rt, "segmenter-lung", seg_path, "tiny-seg")
+    tech, doc = make_user("technician"), make_user("doctor")
+    ids = [r.image_id for r in ingest.ingest_files(tech, [("a.png", png_bytes(80, 80, seed=3))], modality="US").results]
+    ids += [r.image_id for r in ingest.ingest_files(tech, [("c.dcm", dicom_bytes(64, 64, seed=4, modality="CR"))]).results]
+    assert explain.classifier_tasks(doc) == ["classifier-cxr", "classifier-us"]
+    a_us = explain.analyze(doc, ids[0], mc_passes=0)
+    a_cr = explain.analyze(doc, ids[1], mc_passes=0)
+    assert a_us.model.startswith("tiny-us") and set(a_us.probabilities) == {"malignant", "normal", "benign"}
+    assert a_cr.model.startswith("tiny-cxr")
+    assert explain.analyze(doc, ids[0], task="classifier-cxr", mc_passes=0).model.startswith("tiny-cxr")  # doctor's pick
+    e = explain.explain(doc, ids[0], method="integrated-gradients")
+    assert e.heat.shape == (64, 64) and 0 <= e.heat.min() and e.heat.max() <= 1
+    sv = explain.segment(doc, ids[1])
+    assert sv.mask.shape == (64, 64) and sv.view.shape == (64, 64) and sv.area_px == int(sv.mask.sum())
+    with pytest.raises(AccessDenied):
+        explain.segment(tech, ids[1])
+    segmenter.load.cache_clear()

@@ -188,7 +188,22 @@ def _decode_dicom(data: bytes, limits: Limits) -> DecodedImage:
         patient_age=age,
         study_date=(_dicom_text(ds, "StudyDate") or "")[:8] or None,
         rescale=(float(ds.get("RescaleSlope") or 1.0), float(ds.get("RescaleIntercept") or 0.0)),
+        extra={"pixel_spacing": _pixel_spacing(ds)},
     )
+
+
+def _pixel_spacing(ds) -> tuple[float, float] | None:
+    """(row, column) spacing in mm from PixelSpacing (or ImagerPixelSpacing), when sane."""
+    for tag in ("PixelSpacing", "ImagerPixelSpacing"):
+        try:
+            v = ds.get(tag)
+            if v is not None and len(v) == 2:
+                r, c = float(v[0]), float(v[1])
+                if 0 < r < 100 and 0 < c < 100:
+                    return (r, c)
+        except (TypeError, ValueError):
+            continue
+    return None
 
 
 def decode_image(data: bytes, limits: Limits | None = None) -> DecodedImage:

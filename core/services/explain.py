@@ -98,6 +98,39 @@ def set_thresholds(actor: Actor, critical: float, urgent: float, routine: float,
     return t
 
 
+CLASSIFIER_BY_MODALITY = {"US": "classifier-us"}  # any other modality: the chest X-ray model
+DEFAULT_CLASSIFIER = "classifier-cxr"
+
+
+def _deployed_tasks(prefix: str) -> list[str]:
+    from core.db.models import ModelVersion
+
+    with get_runtime().session() as s:
+        rows = s.exec(select(ModelVersion).where(ModelVersion.deployed == True)).all()  # noqa: E712
+        return sorted({m.task for m in rows if m.task.startswith(prefix)})
+
+
+@service(Permission.AI_EXPLAIN)
+def classifier_tasks(actor: Actor) -> list[str]:
+    """Classifier tasks that have a deployed version (the doctor's choices)."""
+    return _deployed_tasks("classifier")
+
+
+def task_for_image(image_id: int) -> str:
+    """Automatic model choice: the DICOM Modality tag (or the modality given at upload) picks the
+    classifier; a task without a deployed version falls back to the chest X-ray one, then to any."""
+    with get_runtime().session() as s:
+        img = s.get(Image, image_id)
+        if img is None:
+            raise NotFound(f"No image with id {image_id}.")
+        modality = img.modality
+    deployed = _deployed_tasks("classifier")
+    for task in (CLASSIFIER_BY_MODALITY.get(modality, DEFAULT_CLASSIFIER), DEFAULT_CLASSIFIER, *deployed):
+        if task in deployed:
+            return task
+    raise NotFound("No classifier is deployed.")
+
+
 def _model(task: str):
     from core.services.models import deployed, deployed_weights
 
@@ -123,13 +156,15 @@ def _input(actor: Actor, image_id: int, restored: bool):
 
 
 @service(Permission.AI_EXPLAIN)
-def analyze(actor: Actor, image_id: int, task: str = "classifier-cxr", mc_passes: int = 10,
+def analyze(actor: Actor, image_id: int, task: str | None = None, mc_passes: int = 10,
             restored: bool = False) -> Analysis:
-    """Predict on the stored (protected) pixels, or the restored original; store the result."""
+    """Predict on the stored (protected) pixels, or the restored original; store the result.
+    Without a task, the image's modality chooses the classifier."""
     from core.services.models import POSITIVE
 
     if not 0 <= mc_passes <= 100:
         raise ValidationError("Use between 0 and 100 Monte Carlo passes.")
+    task = task or task_for_image(image_id)
     info, model, classes, size = _model(task)
     pixels, frames, photometric = _input(actor, image_id, restored)
     x = classifier.preprocess(pixels, photometric, frames, size=size)
@@ -153,10 +188,11 @@ def analyze(actor: Actor, image_id: int, task: str = "classifier-cxr", mc_passes
 
 
 @service(Permission.AI_EXPLAIN)
-def explain(actor: Actor, image_id: int, task: str = "classifier-cxr", method: str = "gradcam",
+def explain(actor: Actor, image_id: int, task: str | None = None, method: str = "gradcam",
             layer: str | None = None, target: str | None = None, restored: bool = False) -> Explanation:
     if method not in cams.METHODS:
         raise ValidationError(f"Unknown CAM method {method!r}.")
+    task = task or task_for_image(image_id)
     _, model, classes, size = _model(task)
     pixels, frames, photometric = _input(actor, image_id, restored)
     x = classifier.preprocess(pixels, photometric, frames, size=size).to(next(model.parameters()).device)
@@ -172,9 +208,53 @@ def explain(actor: Actor, image_id: int, task: str = "classifier-cxr", method: s
     q = cams.cam_quality(model, x, heat, target_idx)
     rt = get_runtime()
     audit.record(rt.engine, actor.username, actor.role, "ai.explain", "success", object_type="image",
-                 object_id=image_id, detail=f"method={method}")
+                 object_id=image_id, detail=f"method={method} task={task}")
     return Explanation(heat, method, layer, classes[target_idx], q.confidence_drop, q.keep_change,
                        cams.attention_boxes(heat), layers[:12])
+
+
+@dataclass
+class SegmentationView:
+    model: str
+    mask: np.ndarray = field(repr=False)  # bool, at the image's size
+    view: np.ndarray = field(repr=False)  # the image as 8-bit grey, same size
+    area_px: int = 0
+    area_fraction: float = 0.0
+    area_mm2: float | None = None
+
+
+@service(Permission.AI_EXPLAIN)
+def segment(actor: Actor, image_id: int, task: str = "segmenter-lung", restored: bool = False) -> SegmentationView:
+    """The deployed segmenter's mask at the image's own size, with its area (mm² when the DICOM
+    header gives the pixel spacing)."""
+    from core.imaging.display import to_display_uint8
+    from core.ml import segmenter
+    from core.services.models import deployed, deployed_weights
+
+    info = deployed(task)
+    path, sha = deployed_weights(task)
+    model, size, _ = segmenter.load(path, sha)
+    rt = get_runtime()
+    with rt.session() as s:
+        img = s.get(Image, image_id)
+        if img is None:
+            raise NotFound(f"No image with id {image_id}.")
+        key = img.blob_key
+    spacing = None
+    if restored:
+        pixels, frames, photometric = _input(actor, image_id, True)
+    else:
+        dec = decode_image(rt.store.get(key), rt.settings.limits)
+        pixels, frames, photometric = dec.pixels, dec.frames, dec.photometric
+        spacing = dec.extra.get("pixel_spacing")
+    view = to_display_uint8(pixels, photometric=photometric, frames=frames)
+    if view.ndim == 3:
+        view = view.mean(axis=2).astype(np.uint8)
+    x = classifier.preprocess(pixels, photometric, frames, size=size)
+    seg = segmenter.segment(model, x, view.shape[:2], pixel_spacing=spacing)
+    audit.record(rt.engine, actor.username, actor.role, "ai.segment", "success", object_type="image",
+                 object_id=image_id, detail=f"task={task} model={info.name}:{info.version}")
+    return SegmentationView(f"{info.name} {info.version}", seg.mask, view, seg.area_px, seg.area_fraction, seg.area_mm2)
 
 
 def _row(r: AIResult, names: dict[int, str]) -> ResultRow:

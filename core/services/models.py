@@ -21,8 +21,12 @@ from core.timeutil import as_utc
 SHIPPED = {  # task -> (weights, metrics file, name)
     "detector": ("models/detector/medshield-text-yolov8n.pt", "models/detector/metrics.json", "yolov8n-text"),
     "classifier-cxr": ("models/classifier/cxr-resnet18.pt", "models/classifier/cxr-resnet18.json", "resnet18-cxr"),
+    "classifier-us": ("models/classifier/breast-us-resnet18.pt", "models/classifier/breast-us-resnet18.json",
+                      "resnet18-breast-us"),
+    "segmenter-lung": ("models/segmenter/lung-residual-unet.pt", "models/segmenter/lung-residual-unet.json",
+                       "residual-unet-lung"),
 }
-POSITIVE = {"classifier-cxr": "PNEUMONIA"}  # the class triage is about
+POSITIVE = {"classifier-cxr": "PNEUMONIA", "classifier-us": "malignant"}  # the class triage is about
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,7 @@ def register_shipped(rt: Runtime | None = None) -> list[ModelInfo]:
             n = len(s.exec(select(ModelVersion).where(ModelVersion.task == task)).all())
             any_deployed = s.exec(select(ModelVersion).where(ModelVersion.task == task, ModelVersion.deployed == True)).first()  # noqa: E712
             mv = ModelVersion(task=task, name=name, version=f"shipped-{n + 1}", path=rel, sha256=sha,
-                              metrics={k: v for k, v in metrics.items() if k != "real_samples"},
+                              metrics={k: v for k, v in metrics.items() if k not in ("real_samples", "history")},
                               params={"source": "shipped"}, deployed=any_deployed is None)
             s.add(mv)
             s.flush()

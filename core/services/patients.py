@@ -50,12 +50,13 @@ class ImageInfo:
     sha256: str
     uploaded_at: datetime
     uploaded_by: int | None
+    project_id: int | None = None
 
 
 def _image_info(i: Image) -> ImageInfo:
     return ImageInfo(i.id, i.patient_id, i.source_name, i.source_format, i.modality, i.rows,  # type: ignore[arg-type]
                      i.cols, i.frames, i.bit_depth, i.size_bytes, i.status, i.label, i.split,
-                     i.sha256, as_utc(i.uploaded_at), i.uploaded_by)  # type: ignore[arg-type]
+                     i.sha256, as_utc(i.uploaded_at), i.uploaded_by, i.project_id)  # type: ignore[arg-type]
 
 
 def _validate(patient_code: str, name: str, age: int | None, sex: str) -> tuple[str, str, int | None, str]:
