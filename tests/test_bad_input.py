@@ -107,3 +107,31 @@ def test_archive_messages():
         read_archive(hostile.zip_bytes({"in.zip": hostile.zip_bytes({"a.png": png})}))
     with pytest.raises(InvalidArchive, match="symbolic link"):
         read_archive(hostile.zip_symlink())
+
+
+def test_hostile_files_imported_into_a_project_change_nothing(sqlite_rt):
+    """The dataset import path (with its label-file parsing) refuses the same corpus cleanly."""
+    from core.errors import MedShieldError
+    from core.services import projects, users
+    from tests.conftest import PASSWORD, admin_actor
+
+    tech = users.create_user(admin_actor(sqlite_rt), "tim", "Tim", "technician", PASSWORD,
+                             must_change_password=False).actor()
+    proj = projects.create_project(tech, "Hostile", "detection", ["phi"])
+    before = _snapshot(sqlite_rt)
+    problems = []
+    for name, content in hostile_corpus():
+        try:
+            rep = projects.import_dataset(tech, proj.id, name, content)
+        except MedShieldError as exc:
+            if len(str(exc)) < 15:
+                problems.append(f"{name}: unclear message {exc!s}")
+        except Exception as exc:
+            problems.append(f"{name}: raised {type(exc).__name__}: {exc}")
+        else:
+            if rep.accepted or rep.shapes:
+                problems.append(f"{name}: accepted {rep.accepted} image(s)")
+        if _snapshot(sqlite_rt) != before:
+            problems.append(f"{name}: data or store changed")
+            before = _snapshot(sqlite_rt)
+    assert not problems, "\n".join(problems)
