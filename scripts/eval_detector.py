@@ -126,6 +126,9 @@ def main() -> int:
 def write_card(res: dict) -> None:
     train = json.loads((OUT / "training.json").read_text()) if (OUT / "training.json").exists() else {}
     h, l = res["heldout"], res["heldout_large_2000_3000px_text_18_20px"]
+    stages = "\n".join(f"  {n}. `{st['command']}` on {st['device']}: {st['n_train']} training tiles (data seed "
+                       f"{st.get('data_seed', 1)}), {st['n_val']} validation tiles, imgsz {st['imgsz']}, {st['minutes']} min"
+                       for n, st in enumerate(train.get("stages", []), start=1))
     rows = "\n".join(f"| {r['file']} | {r['modality']} | {r['size']} | {r['phi_boxes']} | {r['annotation_boxes']} | {r['render']} |"
                      for r in res["real_samples"])
     (OUT / "MODEL_CARD.md").write_text(f"""# MedShield sensitive-text detector (YOLOv8n)
@@ -139,9 +142,8 @@ downloaded weights), trained offline by this repository.
   input); sha256 of the .pt: `{res['weights_sha256']}`
 - Input: 8-bit views (12/16-bit images are windowed first), 416 px; inference runs a whole-image
   pass plus native-resolution 416-px tiles (overlap 128) and merges line pieces across tiles.
-- Command: `{train.get('command', 'python scripts/train_detector.py')}` on {train.get('device', 'cpu')}
-  ({train.get('n_train', '?')} training tiles, {train.get('n_val', '?')} validation tiles, imgsz {train.get('imgsz', 416)},
-  {train.get('train_minutes_this_run', '?')} min this run); evaluation: `python scripts/eval_detector.py`.
+- Training ({train.get('total_minutes', '?')} min in all), evaluation `python scripts/eval_detector.py`:
+{stages}
 
 ## Data and licences
 Synthetic text (Faker values; fonts DejaVu and Liberation for training, FreeFont, Liberation Serif and
@@ -151,6 +153,9 @@ DejaVu Serif held out for evaluation) drawn onto real images:
 - `kermany-cxr-224` chest X-rays (CC BY 4.0, Kermany et al., Mendeley Data doi:10.17632/rscbjbr9sj.2), train split
   for training, test split for evaluation.
 - Frames of the clean-modality DICOM samples (pydicom and pydicom-data, MIT; NEMA WG-04 samples).
+- Synthetic ultrasound-like frames made by the script (speckled sector or linear fields on a black screen,
+  depth ticks), where scanners put most of their text; text is drawn grey, white or in colour (yellow,
+  green, cyan, orange), with and without a backing box, blur, noise and JPEG artefacts, at 8, 12 and 16 bits.
 Ultrasound samples, which carry real burned-in text, are kept out of training and used only for the renders below.
 
 ## Metrics (held-out fonts and seeds, conf {res['conf']}, IoU 0.5, class `phi`)

@@ -37,46 +37,69 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--time-hours", type=float, default=1.25, help="ultralytics stops training after this")
+    ap.add_argument("--fine-tune", default=None, help="continue from these weights (a second stage on a new data set)")
+    ap.add_argument("--seed", type=int, default=1, help="data-set seed (a second stage uses another one)")
+    ap.add_argument("--lr0", type=float, default=None)
     args = ap.parse_args()
     yolo_env.configure(WORK / "yolo-config")
     import torch
     from ultralytics import YOLO
 
     device = ("0" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    ds = WORK / "ds"
+    ds = WORK / ("ds" if args.seed == 1 else f"ds-seed{args.seed}")
     if not (ds / "data.yaml").exists():
         t = time.time()
         root = Path(args.data_root)
-        write_yolo_split(ds, "train", backgrounds(root, "train", 900, 1), args.n_train, 1, TRAIN_FONTS, args.imgsz)
+        write_yolo_split(ds, "train", backgrounds(root, "train", 900, args.seed), args.n_train, args.seed, TRAIN_FONTS, args.imgsz)
         write_yolo_split(ds, "val", backgrounds(root, "val", 300, 2), args.n_val, 2, TRAIN_FONTS, args.imgsz)
         (ds / "data.yaml").write_text(json.dumps({"path": str(ds), "train": "images/train", "val": "images/val",
                                                    "names": {i: n for i, n in enumerate(CLASSES)}}))
         print(f"data set built in {time.time() - t:.0f} s", flush=True)
-    last = WORK / "runs" / "train" / "weights" / "last.pt"
+    run = "train" if not args.fine_tune else f"finetune-seed{args.seed}"
+    last = WORK / "runs" / run / "weights" / "last.pt"
     started = time.time()
-    if last.exists():
+    common = dict(data=str(ds / "data.yaml"), imgsz=args.imgsz, epochs=args.epochs, batch=args.batch,
+                  device=device, workers=2, plots=False, amp=device != "cpu", project=str(WORK / "runs"), name=run,
+                  exist_ok=True, patience=8, seed=0, fliplr=0.0, degrees=0.0, scale=0.3, translate=0.1, mosaic=1.0,
+                  close_mosaic=3, time=args.time_hours, verbose=False)
+    if last.exists() and _unfinished(last):
         print("resuming", last, flush=True)
         YOLO(str(last)).train(resume=True)
+    elif args.fine_tune:
+        # keep the starting weights (pretrained=True) and skip the bias warm-up, whose high
+        # learning rate would wreck them
+        YOLO(args.fine_tune).train(pretrained=True, warmup_epochs=0, lr0=args.lr0 or 0.003, **common)
     else:
-        model = YOLO("yolov8n.yaml")
-        model.train(data=str(ds / "data.yaml"), imgsz=args.imgsz, epochs=args.epochs, batch=args.batch,
-                    device=device, workers=2, pretrained=False, plots=False, amp=device != "cpu",
-                    project=str(WORK / "runs"), name="train", exist_ok=True, patience=8, seed=0,
-                    fliplr=0.0, degrees=0.0, scale=0.3, translate=0.1, mosaic=1.0, close_mosaic=3,
-                    time=args.time_hours, verbose=False)
+        YOLO("yolov8n.yaml").train(pretrained=False, **({"lr0": args.lr0} if args.lr0 else {}), **common)
     minutes = (time.time() - started) / 60
-    best = WORK / "runs" / "train" / "weights" / "best.pt"
+    best = WORK / "runs" / run / "weights" / "best.pt"
     OUT.mkdir(parents=True, exist_ok=True)
     target = OUT / "medshield-text-yolov8n.pt"
     shutil.copyfile(best, target)
     onnx = YOLO(str(target)).export(format="onnx", imgsz=args.imgsz, dynamic=True, simplify=True)
     shutil.move(onnx, OUT / "medshield-text-yolov8n.onnx")
-    (OUT / "training.json").write_text(json.dumps({
-        "command": "python scripts/train_detector.py " + " ".join(sys.argv[1:]), "device": device,
-        "epochs": args.epochs, "n_train": args.n_train, "n_val": args.n_val, "imgsz": args.imgsz,
-        "train_minutes_this_run": round(minutes, 1)}, indent=2))
+    log = OUT / "training.json"
+    prev = json.loads(log.read_text()) if (args.fine_tune and log.exists()) else {}
+    stages = prev.get("stages") or ([{"command": prev["command"], "device": prev.get("device"), "epochs": prev.get("epochs"),
+                                      "n_train": prev.get("n_train"), "n_val": prev.get("n_val"), "imgsz": prev.get("imgsz"),
+                                      "data_seed": 1, "minutes": prev.get("train_minutes_this_run")}] if "command" in prev else [])
+    stages.append({"command": "python scripts/train_detector.py " + " ".join(sys.argv[1:]), "device": device,
+                   "epochs": args.epochs, "n_train": args.n_train, "n_val": args.n_val, "imgsz": args.imgsz,
+                   "data_seed": args.seed, "minutes": round(minutes, 1)})
+    log.write_text(json.dumps({"stages": stages, "total_minutes": round(sum(x["minutes"] for x in stages), 1)}, indent=2))
     print(f"trained in {minutes:.1f} min on {device}; weights in {OUT}", flush=True)
     return 0
+
+
+def _unfinished(last: Path) -> bool:
+    """An interrupted run (resumable) rather than one that ended."""
+    import torch
+
+    try:
+        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    except Exception:
+        return False
+    return ckpt.get("optimizer") is not None and int(ckpt.get("epoch", -1)) >= 0
 
 
 if __name__ == "__main__":
