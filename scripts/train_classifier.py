@@ -179,7 +179,7 @@ def write_card(out: Path, stem: str, args, metrics: dict) -> None:
   chose the epoch; the untouched test split ({m['n']} images) gives the figures below.
 - Command: `{metrics['command']}` on {metrics['device']} ({metrics['minutes']} min). Input {args.size} px through the
   app's own preprocessing (MONAI percentile scaling and resize); MONAI random affine/intensity/contrast/noise
-  augmentation; class-weighted cross-entropy with label smoothing; AdamW, one-cycle schedule; no pretrained weights.
+  augmentation; class-weighted cross-entropy with label smoothing; AdamW, warm-up + cosine schedule over the epoch or time budget; no pretrained weights.
 
 ## Test split ({m['positive']} vs rest, threshold 0.5)
 | AUC (95% bootstrap CI) | ACC | sensitivity | specificity | precision | F1 |

@@ -131,7 +131,7 @@ def main() -> int:
   {len(train)} train / {len(val)} validation (chooses the epoch) / {len(test)} test (fixed seed {args.seed}).
 - Licence: {licence}. Images: NLM (research use, cite Jaeger et al. 2014).
 - Command: `{metrics['command']}` on {dev} ({metrics['minutes']} min); input {args.size} px through the app's
-  preprocessing; MONAI affine/intensity augmentation; DiceCE loss; AdamW, one-cycle schedule.
+  preprocessing; MONAI affine/intensity augmentation; DiceCE loss; AdamW, warm-up + cosine schedule.
 
 ## Test split ({len(test)} pairs, not used for training or epoch choice)
 | where | Dice | HD95 |

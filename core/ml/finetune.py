@@ -1,6 +1,7 @@
 """One training loop for the MONAI classifiers and segmenters, used by the training scripts and
 by the app's training jobs: in-memory tensors, MONAI random transforms per sample, AdamW with a
-one-cycle schedule, the best epoch kept by a validation score, early stopping, a time budget, a
+warm-up + cosine schedule over the epoch or time budget (whichever is tighter), the best epoch kept by a
+validation score, early stopping, a time budget, a
 progress callback and a stop check (job cancellation). CPU or CUDA."""
 
 from __future__ import annotations
@@ -72,9 +73,23 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Callable, v
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     per_epoch = max(1, int(np.ceil(len(x) / batch)))
     steps = max(2, epochs * per_epoch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
     best_state, best, bad, history, t0 = None, -np.inf, 0, [], time.time()
-    stopped = False
+    stopped, step = False, 0
+
+    def progress_fraction() -> float:
+        """How far through the budget: steps, or time when a time budget is the tighter one, so
+        the schedule anneals fully whichever ends the run."""
+        f = step / steps
+        if max_minutes:
+            f = max(f, (time.time() - t0) / 60 / max_minutes)
+        return min(1.0, f)
+
+    def set_lr() -> None:  # linear warm-up over the first 10%, then cosine to 1% of the peak
+        f = progress_fraction()
+        k = f / 0.1 if f < 0.1 else 0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * (f - 0.1) / 0.9))
+        for g in opt.param_groups:
+            g["lr"] = lr * float(max(k, 0.01))
+
     for epoch in range(epochs):
         model.train()
         total, seen = 0.0, 0
@@ -88,13 +103,13 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Callable, v
             pairs = [augment(x[j], y[j]) if augment else (x[j], y[j]) for j in idx]
             xb = torch.stack([torch.as_tensor(a) for a, _ in pairs]).float().to(dev)
             yb = torch.stack([torch.as_tensor(b) for _, b in pairs]).to(dev)
+            set_lr()
             opt.zero_grad()
             loss = loss_fn(model(xb), yb)
             loss.backward()
             opt.step()
-            if sched.last_epoch + 1 < steps:
-                sched.step()
-            total += float(loss) * len(idx)
+            step += 1
+            total += float(loss.detach()) * len(idx)
             seen += len(idx)
         score = float(validate(model))
         minutes = (time.time() - t0) / 60
@@ -111,8 +126,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Callable, v
             if patience and bad >= patience:
                 stopped = True
                 break
-        if max_minutes and minutes > max_minutes:
-            stopped = True
+        if max_minutes and minutes >= max_minutes:
+            stopped = True  # the schedule reached its end with the time budget
             break
     return FitResult(best_state, float(best), history, round((time.time() - t0) / 60, 2), stopped)
 
