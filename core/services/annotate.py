@@ -133,16 +133,10 @@ def next_image(actor: Actor) -> int | None:
 @service(Permission.ANNOTATE)
 def prelabel(actor: Actor, image_id: int) -> list[dict]:
     """The deployed detector's boxes as editable shapes (AI pre-labels)."""
-    from core.imaging.decode import decode_image
-    from core.services.protect import detector_regions
+    from core.services.protect import detector_regions, stored_image
 
     rt = get_runtime()
-    with rt.session() as s:
-        img = s.get(Image, image_id)
-        if img is None:
-            raise NotFound(f"No image with id {image_id}.")
-        key = img.blob_key
-    dec = decode_image(rt.store.get(key), rt.settings.limits)
+    dec = stored_image(image_id, rt)
     specs = detector_regions(dec.pixels, 1 if dec.frames == 1 else dec.frames, dec.photometric,
                              rt.settings.detector_conf, rt.settings.detector_iou, keep_annotations=False)
     return [{"kind": "rect", "label": sp.cls, "box": [sp.box.x0, sp.box.y0, sp.box.x1, sp.box.y1]}

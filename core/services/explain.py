@@ -17,7 +17,7 @@ from sqlmodel import select
 from core import audit
 from core.db.models import AIResult, Image, Setting, utcnow
 from core.errors import Conflict, NotFound, ValidationError
-from core.imaging.decode import decode_image, pixel_digest
+from core.imaging.decode import pixel_digest
 from core.ml import cam as cams
 from core.ml import classifier
 from core.ml.classifier import TriageThresholds
@@ -141,17 +141,12 @@ def _model(task: str):
 
 
 def _input(actor: Actor, image_id: int, restored: bool):
-    rt = get_runtime()
-    with rt.session() as s:
-        img = s.get(Image, image_id)
-        if img is None:
-            raise NotFound(f"No image with id {image_id}.")
-    if restored:
-        from core.services.protect import restore_image
+    from core.services.protect import restore_image, stored_image
 
+    if restored:
         r = restore_image(actor, image_id)  # doctors only; audited there
         return r.pixels, r.frames, r.photometric
-    dec = decode_image(rt.store.get(img.blob_key), rt.settings.limits)
+    dec = stored_image(image_id)
     return dec.pixels, dec.frames, dec.photometric
 
 
@@ -234,19 +229,15 @@ def segment(actor: Actor, image_id: int, task: str = "segmenter-lung", restored:
     info = deployed(task)
     path, sha = deployed_weights(task)
     model, size, _ = segmenter.load(path, sha)
+    from core.services.protect import stored_image
+
     rt = get_runtime()
-    with rt.session() as s:
-        img = s.get(Image, image_id)
-        if img is None:
-            raise NotFound(f"No image with id {image_id}.")
-        key = img.blob_key
-    spacing = None
+    stored = stored_image(image_id, rt)  # the header's pixel spacing survives de-identification
+    spacing = stored.extra.get("pixel_spacing")
     if restored:
         pixels, frames, photometric = _input(actor, image_id, True)
     else:
-        dec = decode_image(rt.store.get(key), rt.settings.limits)
-        pixels, frames, photometric = dec.pixels, dec.frames, dec.photometric
-        spacing = dec.extra.get("pixel_spacing")
+        pixels, frames, photometric = stored.pixels, stored.frames, stored.photometric
     view = to_display_uint8(pixels, photometric=photometric, frames=frames)
     if view.ndim == 3:
         view = view.mean(axis=2).astype(np.uint8)

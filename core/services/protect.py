@@ -99,6 +99,13 @@ def _load(rt: Runtime, image_id: int) -> Image:
         return img
 
 
+def stored_image(image_id: int, rt: Runtime | None = None):
+    """The stored image decoded (the protected pixels once protected). For services that have
+    already checked the acting user's permission; never exposed to pages directly."""
+    rt = rt or get_runtime()
+    return decode_image(rt.store.get(_load(rt, image_id).blob_key), rt.settings.limits)
+
+
 def _shape_str(shape: tuple[int, ...]) -> str:
     return "x".join(str(int(v)) for v in shape)
 
@@ -392,7 +399,7 @@ class StoredPixels:
 def protected_pixels(actor: Actor, image_id: int) -> StoredPixels:
     rt = get_runtime()
     img = _load(rt, image_id)
-    dec = decode_image(rt.store.get(img.blob_key), rt.settings.limits)
+    dec = stored_image(image_id, rt)
     boxes = [r.box for r in _regions(rt, image_id)]
     audit.record(rt.engine, actor.username, actor.role, "image.view", "success",
                  object_type="image", object_id=image_id, detail=f"status={img.status}")

@@ -110,13 +110,9 @@ def project_examples(project_id: int) -> tuple[Project, list[Example]]:
 
 
 def _decoded(image_id: int):
-    from core.imaging.decode import decode_image
+    from core.services.protect import stored_image
 
-    rt = get_runtime()
-    with rt.session() as s:
-        img = s.get(Image, image_id)
-        key = img.blob_key
-    return decode_image(rt.store.get(key), rt.settings.limits)
+    return stored_image(image_id)
 
 
 def _tensors(p: Project, examples: list[Example], size: int):
@@ -171,25 +167,30 @@ def start_training(actor: Actor, project_id: int, epochs: int = 5, fine_tune: bo
         raise ValidationError(f"Project {p.name!r} has {len(train)} approved training image(s); at least 2 are needed.")
     if p.task_type == "classification" and len({e.label for e in train}) < 2:
         raise ValidationError("The approved training images cover a single class; label some of another class.")
-    rt = get_runtime()
-    with rt.session() as s:
+    with get_runtime().session() as s:
         busy = s.exec(select(Job).where(Job.kind == "train", Job.status.in_(ACTIVE))).all()  # type: ignore[attr-defined]
         if any(j.params.get("project_id") == project_id for j in busy):
             raise Conflict(f"Project {p.name!r} already has a training job queued or running.")
-        job = Job(kind="train", status="queued", created_by=actor.user_id, progress=0.0,
-                  params={"project_id": project_id, "model_task": p.model_task, "task_type": p.task_type,
-                          "epochs": int(epochs), "fine_tune": bool(fine_tune), "arch": arch,
-                          "size": int(size) if size else None, "lr": float(lr) if lr else None, "batch": int(batch),
-                          "seed": int(seed), "actor": [actor.user_id, actor.username, actor.role]},
-                  result={"history": []})
+    params = {"project_id": project_id, "model_task": p.model_task, "task_type": p.task_type, "epochs": int(epochs),
+              "fine_tune": bool(fine_tune), "arch": arch, "size": int(size) if size else None,
+              "lr": float(lr) if lr else None, "batch": int(batch), "seed": int(seed)}
+    return _enqueue(actor, "train", params, f"project={project_id} task={p.model_task} epochs={epochs} fine_tune={fine_tune}")
+
+
+def _enqueue(actor: Actor, kind: str, params: dict, detail: str) -> TrainingJob:
+    """One Job row, audited, and its task on the queue."""
+    from core.jobs import queue
+
+    rt = get_runtime()
+    with rt.session() as s:
+        job = Job(kind=kind, status="queued", created_by=actor.user_id, progress=0.0,
+                  params={**params, "actor": [actor.user_id, actor.username, actor.role]}, result={"history": []})
         s.add(job)
         s.flush()
         job_id = job.id
-    audit.record(rt.engine, actor.username, actor.role, "model.train_start", "success", object_type="job",
-                 object_id=job_id, detail=f"project={project_id} task={p.model_task} epochs={epochs} fine_tune={fine_tune}")
-    from core.jobs import queue
-
-    queue(rt).train(job_id)
+    audit.record(rt.engine, actor.username, actor.role, f"model.{kind}_start", "success", object_type="job",
+                 object_id=job_id, detail=detail)
+    (queue(rt).train if kind == "train" else queue(rt).evaluate)(job_id)
     return get_training_job.__wrapped__(actor, job_id)  # type: ignore[attr-defined]
 
 
@@ -206,19 +207,9 @@ def start_evaluation(actor: Actor, version_id: int, project_id: int) -> Training
             raise NotFound(f"No project with id {project_id}.")
         if _task_type(mv.task) != p.task_type:
             raise ValidationError(f"{mv.name} {mv.version} is a {_task_type(mv.task)} model; project {p.name!r} is {p.task_type}.")
-        job = Job(kind="evaluate", status="queued", created_by=actor.user_id,
-                  params={"project_id": project_id, "version_id": version_id, "model_task": mv.task,
-                          "task_type": p.task_type, "epochs": 0, "actor": [actor.user_id, actor.username, actor.role]},
-                  result={})
-        s.add(job)
-        s.flush()
-        job_id = job.id
-    audit.record(rt.engine, actor.username, actor.role, "model.evaluate_start", "success", object_type="job",
-                 object_id=job_id, detail=f"version={version_id} project={project_id}")
-    from core.jobs import queue
-
-    queue(rt).evaluate(job_id)
-    return get_training_job.__wrapped__(actor, job_id)  # type: ignore[attr-defined]
+        params = {"project_id": project_id, "version_id": version_id, "model_task": mv.task, "task_type": p.task_type,
+                  "epochs": 0}
+    return _enqueue(actor, "evaluate", params, f"version={version_id} project={project_id}")
 
 
 @service(Permission.MODEL_TRAIN)
