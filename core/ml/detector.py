@@ -83,9 +83,17 @@ def _merge_lines(dets: list[Detection]) -> list[Detection]:
     return out
 
 
+PAD = 0.12  # each box grows by this share of its height on every side (min 2 px): sealing errs on the side of cover
+
+
+def _grow(box: Box, h: int, w: int, pad: float) -> Box:
+    m = max(2, int(round(pad * (box.y1 - box.y0)))) if pad > 0 else 0
+    return Box(box.x0 - m, box.y0 - m, box.x1 + m, box.y1 + m, box.frame).clip(h, w)
+
+
 def detect(image8: np.ndarray, conf: float = 0.25, iou: float = 0.45, weights: str | None = None,
-           frame: int = 0, model=None) -> list[Detection]:
-    """Boxes in image pixels for an 8-bit view (H x W or H x W x 3) of the image."""
+           frame: int = 0, model=None, pad: float = PAD) -> list[Detection]:
+    """Boxes in image pixels for an 8-bit view (H x W or H x W x 3) of the image, grown by `pad`."""
     import torch
     from torchvision.ops import nms
 
@@ -124,4 +132,4 @@ def detect(image8: np.ndarray, conf: float = 0.25, iou: float = 0.45, weights: s
             box = Box(int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1)), frame).clip(h, w)
             if not box.empty:
                 dets.append(Detection(box, CLASSES[int(c)] if int(c) < len(CLASSES) else str(c), float(sc[k])))
-    return _merge_lines(dets)
+    return [Detection(_grow(d.box, h, w, pad), d.cls, d.confidence) for d in _merge_lines(dets)]
