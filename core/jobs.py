@@ -188,15 +188,17 @@ def enqueue_protect(actor: Actor, image_ids: list[int], mask: str = "solid",
 def get_job(actor: Actor, job_id: int) -> JobInfo:
     with get_runtime().session() as s:
         job = s.get(Job, job_id)
-        if job is None:
-            raise NotFound(f"No job with id {job_id}.")
+        if job is None or job.kind != "protect":
+            raise NotFound(f"No protection job with id {job_id}.")
         return _info(job)
 
 
 @service(Permission.IMAGE_VIEW)
 def list_jobs(actor: Actor, limit: int = 20) -> list[JobInfo]:
+    """Batch-protection jobs, newest first (training jobs are on the Models page)."""
     with get_runtime().session() as s:
-        return [_info(j) for j in s.exec(select(Job).order_by(Job.id.desc()).limit(limit)).all()]  # type: ignore[union-attr]
+        rows = s.exec(select(Job).where(Job.kind == "protect").order_by(Job.id.desc()).limit(limit)).all()  # type: ignore[union-attr]
+        return [_info(j) for j in rows]
 
 
 def recover(rt: Runtime | None = None) -> int:
