@@ -283,3 +283,47 @@ def test_refusals(rt, make_user):
         training.start_training(doc, p.id, epochs=0)
     with pytest.raises(AccessDenied):
         projects.create_project(doc.__class__(0, "nobody", "admin"), "Z", "classification", ["a", "b"])
+
+
+def test_detector_fine_tuned_from_the_deployed_one_offline(sqlite_rt, tmp_path, monkeypatch):
+    """A YOLO version trained on the queue from a project's boxes, starting from the deployed
+    detector, without a single network connection."""
+    import socket
+
+    from core.ml import yolo_env
+    from core.services import users
+    from tests.conftest import PASSWORD, admin_actor, deploy_test_model
+
+    rt = sqlite_rt
+    adm = admin_actor(rt)
+    tech = users.create_user(adm, "tdet", "T", "technician", PASSWORD, must_change_password=False).actor()
+    doc = users.create_user(adm, "ddet", "D", "doctor", PASSWORD, must_change_password=False).actor()
+    yolo_env.configure(tmp_path / "yolo")
+    base = tmp_path / "base.pt"
+    yolo_env.import_yolo()("yolov8n.yaml").save(str(base))
+    v0 = deploy_test_model(rt, "detector-test", base, "tiny-yolo")
+    proj = projects.create_project(tech, "Text", "detection", ["lesion", "marker"], "detector-test")
+    projects.import_dataset(tech, proj.id, "boxes.zip", _yolo_zip())
+    datasets.assign_splits(tech, (0.5, 0.5, 0.0), seed=0, project_id=proj.id)
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("training tried to reach the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    jobs.queue(rt, immediate=True)
+    try:
+        job = training.start_training(doc, proj.id, epochs=1, size=64, batch=2, fine_tune=True)
+    finally:
+        jobs.queue(rt, immediate=False)
+    job = training.get_training_job(doc, job.id)
+    assert job.status == "finished", job.message
+    assert job.history and job.history[-1]["epoch"] == 1
+    with rt.session() as s:
+        mv = s.get(ModelVersion, job.version_id)
+    assert mv.task == "detector-test" and mv.params["fine_tune"] is True and f"#{v0.id}" in mv.params["fine_tuned_from"]
+    datasets.deploy(doc, mv.id)
+    from core.ml import detector
+    from core.services.models import deployed_weights
+
+    path, sha = deployed_weights("detector-test")
+    assert path == mv.path and detector.load(path, sha) is not None

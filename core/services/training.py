@@ -525,9 +525,18 @@ def _train_detector(job_id, p: Project, train, val, params, base, progress, out_
     else:
         model, base = YOLO("yolov8n.yaml"), None
 
+    seen: set[int] = set()
+
     def on_epoch_end(trainer) -> None:
-        ep = int(trainer.epoch) + 1
-        loss = float(trainer.tloss.sum()) if getattr(trainer, "tloss", None) is not None else float("nan")
+        ep = min(int(trainer.epoch) + 1, int(params["epochs"]))
+        if ep in seen:  # the final validation reports the last epoch again
+            return
+        seen.add(ep)
+        tl = getattr(trainer, "tloss", None)
+        if isinstance(tl, dict):
+            loss = sum(float(v) for v in tl.values())
+        else:
+            loss = float(tl.sum()) if tl is not None else float("nan")
         fit = trainer.metrics.get("metrics/mAP50(B)") if isinstance(getattr(trainer, "metrics", None), dict) else None
         progress.epoch({"epoch": ep, "epochs": params["epochs"], "train_loss": round(loss, 5),
                         "val_score": None if fit is None else round(float(fit), 5), "minutes": 0})
