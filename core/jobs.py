@@ -44,6 +44,7 @@ class Queue:
                                    immediate=immediate)
             self.backend = "sqlite"
         self.protect_one = self.huey.task(retries=2, retry_delay=2, name="protect_one")(_protect_one)
+        self.analyze_one = self.huey.task(retries=1, retry_delay=2, name="analyze_one")(_analyze_one)
         self.train = self.huey.task(name="train_model")(_train_model)
         self.evaluate = self.huey.task(name="evaluate_model")(_evaluate_model)
 
@@ -117,10 +118,67 @@ def _record(job_id: int, image_id: int, error: str | None) -> None:
         if len(result["done"]) + len(result["failed"]) >= len(job.params.get("image_ids", [])):
             job.status = "finished" if not result["failed"] else "finished_with_errors"
             job.finished_at, job.progress = utcnow(), 1.0
-            job.message = f"{len(result['done'])} protected, {len(result['failed'])} failed"
+            job.message = f"{len(result['done'])} {BATCH_VERBS.get(job.kind, 'done')}, {len(result['failed'])} failed"
         else:
             job.progress = (len(result["done"]) + len(result["failed"])) / max(1, len(job.params["image_ids"]))
         s.add(job)
+
+
+BATCH_KINDS = ("protect", "analyze")  # one queue task per image, progress counted per image
+BATCH_VERBS = {"protect": "protected", "analyze": "analysed"}
+
+
+def _analyze_one(job_id: int, image_id: int) -> None:
+    """One image of a batch analysis. Idempotent: an image already counted is not analysed twice."""
+    from core.services import explain
+
+    rt = get_runtime()
+    with rt.session() as s:
+        job = s.get(Job, job_id)
+        if job is None or job.status == "cancelled":
+            return
+        params, done = dict(job.params), set(job.result.get("done", []))
+    if image_id in done:
+        return
+    try:
+        explain.analyze(Actor(*params["actor"]), image_id, task=params.get("task"), mc_passes=params.get("mc_passes", 10))
+    except MedShieldError as exc:
+        _record(job_id, image_id, str(exc))
+    else:
+        _record(job_id, image_id, None)
+
+
+@service(Permission.AI_EXPLAIN)
+def enqueue_analyze(actor: Actor, image_ids: list[int], task: str | None = None, mc_passes: int = 10) -> JobInfo:
+    """Run the classifier over many images in the background (results go to the review queue)."""
+    ids = sorted({int(i) for i in image_ids})
+    if not ids:
+        raise ValidationError("Choose at least one image.")
+    if not 0 <= int(mc_passes) <= 100:
+        raise ValidationError("Use between 0 and 100 Monte Carlo passes.")
+    rt = get_runtime()
+    with rt.session() as s:
+        found = {i.id for i in s.exec(select(Image).where(Image.id.in_(ids))).all()}  # type: ignore[union-attr]
+        if set(ids) - found:
+            raise NotFound(f"No image with id {min(set(ids) - found)}.")
+        job = Job(kind="analyze", status="queued", created_by=actor.user_id,
+                  params={"image_ids": ids, "task": task, "mc_passes": int(mc_passes),
+                          "actor": [actor.user_id, actor.username, actor.role]},
+                  result={"done": [], "failed": {}})
+        s.add(job)
+        s.flush()
+        job_id = job.id
+    audit.record(rt.engine, actor.username, actor.role, "job.analyze_batch", "success", object_type="job",
+                 object_id=job_id, detail=f"images={len(ids)}")
+    q = queue(rt)
+    for i in ids:
+        q.analyze_one(job_id, i)
+    return _job(job_id)
+
+
+def _job(job_id: int) -> JobInfo:
+    with get_runtime().session() as s:
+        return _info(s.get(Job, job_id))
 
 
 def _protect_one(job_id: int, image_id: int) -> None:
@@ -181,23 +239,23 @@ def enqueue_protect(actor: Actor, image_ids: list[int], mask: str = "solid",
     q = queue(rt)
     for i in ids:
         q.protect_one(job_id, i)
-    return get_job.__wrapped__(actor, job_id)  # type: ignore[attr-defined]
+    return _job(job_id)
 
 
 @service(Permission.IMAGE_VIEW)
 def get_job(actor: Actor, job_id: int) -> JobInfo:
     with get_runtime().session() as s:
         job = s.get(Job, job_id)
-        if job is None or job.kind != "protect":
-            raise NotFound(f"No protection job with id {job_id}.")
+        if job is None or job.kind not in BATCH_KINDS:
+            raise NotFound(f"No batch job with id {job_id}.")
         return _info(job)
 
 
 @service(Permission.IMAGE_VIEW)
-def list_jobs(actor: Actor, limit: int = 20) -> list[JobInfo]:
-    """Batch-protection jobs, newest first (training jobs are on the Models page)."""
+def list_jobs(actor: Actor, limit: int = 20, kind: str = "protect") -> list[JobInfo]:
+    """Batch jobs of one kind, newest first (training jobs are on the Models page)."""
     with get_runtime().session() as s:
-        rows = s.exec(select(Job).where(Job.kind == "protect").order_by(Job.id.desc()).limit(limit)).all()  # type: ignore[union-attr]
+        rows = s.exec(select(Job).where(Job.kind == kind).order_by(Job.id.desc()).limit(limit)).all()  # type: ignore[union-attr]
         return [_info(j) for j in rows]
 
 
@@ -208,11 +266,11 @@ def recover(rt: Runtime | None = None) -> int:
     q = queue(rt)
     n = 0
     with rt.session() as s:
-        jobs = s.exec(select(Job).where(Job.kind == "protect", Job.status.in_(("queued", "running")))).all()  # type: ignore[attr-defined]
-        pending = [(j.id, i) for j in jobs for i in j.params.get("image_ids", [])
+        jobs = s.exec(select(Job).where(Job.kind.in_(BATCH_KINDS), Job.status.in_(("queued", "running")))).all()  # type: ignore[attr-defined]
+        pending = [(j.kind, j.id, i) for j in jobs for i in j.params.get("image_ids", [])
                    if i not in j.result.get("done", []) and str(i) not in j.result.get("failed", {})]
-    for job_id, image_id in pending:
-        q.protect_one(job_id, image_id)
+    for kind, job_id, image_id in pending:
+        (q.protect_one if kind == "protect" else q.analyze_one)(job_id, image_id)
         n += 1
     from core.services.training import recover_jobs
 

@@ -5,6 +5,7 @@ import streamlit as st
 
 from core.errors import MedShieldError, NotFound
 from core.ml.cam import METHODS
+from core import jobs
 from core.services import explain, patients
 from ui.common import attempt
 from ui.navigation import guard
@@ -29,6 +30,26 @@ task = None if task_pick == auto else task_pick
 passes = c1.slider("Monte Carlo passes", 0, 30, 10, key="explain_passes")
 restored = c2.checkbox("Use the restored original (audited)", key="explain_restored",
                        disabled=info.status != "protected")
+
+with st.expander("Batch analysis on the queue"):
+    st.caption("Runs the classifier over many images in the background; results land in the Review queue.")
+    pick_many = st.multiselect("Images", list(labels), key="batch_images")
+    if st.button("Analyze selected", disabled=not pick_many):
+        job = attempt(jobs.enqueue_analyze, me, [labels[k].id for k in pick_many], task, passes)
+        if job:
+            st.session_state["batch_job"] = job.id
+
+    @st.fragment(run_every=2)
+    def batch_progress() -> None:
+        job_id = st.session_state.get("batch_job")
+        if not job_id:
+            return
+        info_job = attempt(jobs.get_job, me, job_id)
+        if info_job:
+            st.progress(info_job.progress, text=f"job #{info_job.id}: {info_job.done + info_job.failed}/{info_job.total} "
+                                                  f"{info_job.status} {info_job.message}")
+
+    batch_progress()
 
 held = st.session_state.get("analysis")
 if held is not None and (held.image_id != info.id or st.session_state.get("analysis_task") != task_pick):

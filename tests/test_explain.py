@@ -110,3 +110,25 @@ def test_modality_picks_the_classifier_and_segmenter_gives_area(rt, make_user, d
     with pytest.raises(AccessDenied):
         explain.segment(tech, ids[1])
     segmenter.load.cache_clear()
+
+
+def test_batch_analysis_on_the_queue(rt, make_user, deployed_classifier):
+    from core import jobs
+
+    tech, doc = make_user("technician"), make_user("doctor")
+    ids = [r.image_id for r in ingest.ingest_files(tech, [(f"{k}.png", png_bytes(70, 70, seed=20 + k)) for k in range(3)]).results]
+    with pytest.raises(AccessDenied):
+        jobs.enqueue_analyze(tech, ids)
+    jobs.queue(rt, immediate=True)
+    try:
+        info = jobs.enqueue_analyze(doc, ids + ids[:1], mc_passes=3)
+    finally:
+        jobs.queue(rt, immediate=False)
+    info = jobs.get_job(doc, info.id)
+    assert info.kind == "analyze" and info.status == "finished" and info.done == 3 and info.progress == 1.0
+    assert "3 analysed" in info.message
+    rows = explain.results(doc)
+    assert sorted(r.image_id for r in rows) == sorted(ids) and all(r.review_status == "pending" for r in rows)
+    jobs._analyze_one(info.id, ids[0])  # a duplicate delivery does not analyse twice
+    assert len(explain.results(doc)) == 3
+    assert [j.id for j in jobs.list_jobs(doc, kind="analyze")] == [info.id] and jobs.list_jobs(doc) == []
