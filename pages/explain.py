@@ -30,6 +30,9 @@ task = None if task_pick == auto else task_pick
 passes = c1.slider("Monte Carlo passes", 0, 30, 10, key="explain_passes")
 restored = c2.checkbox("Use the restored original (audited)", key="explain_restored",
                        disabled=info.status != "protected")
+ensemble = c2.checkbox("Ensemble of versions", key="explain_ensemble",
+                       help="The other versions of this classifier (same classes) add their passes: their disagreement "
+                            "shows in the model part of the uncertainty.")
 
 with st.expander("Batch analysis on the queue"):
     st.caption("Runs the classifier over many images in the background; results land in the Review queue.")
@@ -56,7 +59,8 @@ if held is not None and (held.image_id != info.id or st.session_state.get("analy
     held = st.session_state["analysis"] = None
 if st.button("Analyze", type="primary"):
     try:
-        held = st.session_state["analysis"] = explain.analyze(me, info.id, task=task, mc_passes=passes, restored=restored)
+        held = st.session_state["analysis"] = explain.analyze(me, info.id, task=task, mc_passes=passes, restored=restored,
+                                                              ensemble=ensemble)
         st.session_state["analysis_task"] = task_pick
     except NotFound as exc:
         st.info(f"{exc} The Explain page needs a deployed classifier (see models/).")

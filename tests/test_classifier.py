@@ -98,3 +98,15 @@ def test_segmenter_variants(variant):
     seg = segmenter.segment(model, torch.rand(1, 1, 64, 64), (120, 100), pixel_spacing=(0.5, 0.5))
     assert seg.mask.shape == (120, 100) and seg.mask.dtype == bool
     assert seg.area_px == int(seg.mask.sum()) and seg.area_mm2 == pytest.approx(seg.area_px * 0.25)
+
+
+def test_ensemble_pools_passes_and_disagreement():
+    from core.ml.classifier import Prediction, pool
+
+    a = Prediction(("n", "p"), np.array([0.9, 0.1]), 1, 0.0, 0.0, np.array([[0.9, 0.1]]))
+    b = Prediction(("n", "p"), np.array([0.1, 0.9]), 1, 0.0, 0.0, np.array([[0.1, 0.9]]))
+    e = pool([a, b])
+    assert e.passes == 2 and np.allclose(e.probabilities, [0.5, 0.5])
+    assert e.epistemic > 0.5  # two confident members that disagree: the model is unsure
+    with pytest.raises(ValueError):
+        pool([a, Prediction(("x", "y"), np.array([1.0, 0.0]), 1, 0.0, 0.0, np.array([[1.0, 0.0]]))])

@@ -107,6 +107,12 @@ def test_classification_lifecycle(rt, make_user, immediate):
     assert second.model.endswith(v2.version) and second.model != first.model
     datasets.deploy(doc, v1.id)  # rollback
     assert explain.analyze(doc, ids[2], task="classifier-spots", mc_passes=0).model.endswith(v1.version)
+    ens = explain.analyze(doc, ids[2], task="classifier-spots", mc_passes=4, ensemble=True)
+    assert "+ 1 more version" in ens.model and abs(sum(ens.probabilities.values()) - 1) < 1e-5
+    with rt.session() as s:
+        from core.db.models import AIResult
+
+        assert s.get(AIResult, ens.result_id).settings["ensemble"] == [v2.id]
 
     # evaluation job stored with the version and charted across versions
     ev = training.get_training_job(doc, training.start_evaluation(doc, v2.id, proj.id).id)

@@ -99,6 +99,20 @@ def predict(model: nn.Module, x: torch.Tensor, class_names: tuple[str, ...], mc_
     return Prediction(tuple(class_names), mean, len(probs), total, max(0.0, total - expected), probs)
 
 
+def pool(predictions: list[Prediction]) -> Prediction:
+    """An ensemble: every member's passes pooled; the epistemic part now also holds the members'
+    disagreement."""
+    if not predictions:
+        raise ValueError("Nothing to pool.")
+    names = predictions[0].class_names
+    if any(p.class_names != names for p in predictions):
+        raise ValueError("Ensemble members must share their classes.")
+    probs = np.concatenate([p.pass_probabilities for p in predictions])
+    mean = probs.mean(axis=0)
+    total = float(_entropy(mean))
+    return Prediction(names, mean, len(probs), total, max(0.0, total - float(_entropy(probs).mean())), probs)
+
+
 @dataclass(frozen=True)
 class TriageThresholds:
     critical: float = 0.90  # probability of the positive class

@@ -150,11 +150,35 @@ def _input(actor: Actor, image_id: int, restored: bool):
     return dec.pixels, dec.frames, dec.photometric
 
 
+def _ensemble_members(task: str, classes: tuple[str, ...], deployed_id: int, limit: int = 5):
+    """Other versions of the task with the same classes whose files still match their checksums."""
+    from core.db.models import ModelVersion
+    from core.errors import IntegrityError
+    from core.services.training import _abs
+
+    with get_runtime().session() as s:
+        rows = s.exec(select(ModelVersion).where(ModelVersion.task == task, ModelVersion.id != deployed_id)
+                      .order_by(ModelVersion.id.desc())).all()  # type: ignore[union-attr]
+        s.expunge_all()
+    out = []
+    for mv in rows:
+        try:
+            m, c, size, _ = classifier.load(_abs(mv.path), mv.sha256)
+        except (NotFound, IntegrityError, RuntimeError, KeyError):
+            continue
+        if tuple(c) == tuple(classes):
+            out.append((mv, m, size))
+        if len(out) >= limit:
+            break
+    return out
+
+
 @service(Permission.AI_EXPLAIN)
 def analyze(actor: Actor, image_id: int, task: str | None = None, mc_passes: int = 10,
-            restored: bool = False) -> Analysis:
+            restored: bool = False, ensemble: bool = False) -> Analysis:
     """Predict on the stored (protected) pixels, or the restored original; store the result.
-    Without a task, the image's modality chooses the classifier."""
+    Without a task, the image's modality chooses the classifier. With `ensemble`, the other
+    versions of the task (same classes) add their passes to the deployed one's."""
     from core.services.models import POSITIVE
 
     if not 0 <= mc_passes <= 100:
@@ -164,6 +188,11 @@ def analyze(actor: Actor, image_id: int, task: str | None = None, mc_passes: int
     pixels, frames, photometric = _input(actor, image_id, restored)
     x = classifier.preprocess(pixels, photometric, frames, size=size)
     pred = classifier.predict(model, x, classes, mc_passes=mc_passes)
+    members = _ensemble_members(task, tuple(classes), info.id) if ensemble else []
+    if members:
+        preds = [pred] + [classifier.predict(m, classifier.preprocess(pixels, photometric, frames, size=sz), classes,
+                                             mc_passes=mc_passes) for _, m, sz in members]
+        pred = classifier.pool(preds)
     positive = POSITIVE.get(task, classes[-1])
     level, flagged, reason = classifier.triage(pred.as_dict().get(positive, 0.0), pred.predictive_entropy, thresholds())
     text = classifier.findings_text(pred, positive, level, flagged, f"{info.name} {info.version}")
@@ -172,13 +201,15 @@ def analyze(actor: Actor, image_id: int, task: str | None = None, mc_passes: int
         row = AIResult(image_id=image_id, model_version_id=info.id, task=task, input_sha256=pixel_digest(pixels),
                        prediction=pred.label, probabilities=pred.as_dict(), uncertainty=pred.predictive_entropy,
                        triage=level, settings={"mc_passes": pred.passes, "restored": restored, "epistemic": pred.epistemic,
+                                               "ensemble": [m.id for m, _, _ in members],
                                                "flagged": flagged, "flag_reason": reason, "findings": text})
         s.add(row)
         s.flush()
         rid = row.id
     audit.record(rt.engine, actor.username, actor.role, "ai.analyze", "success", object_type="image",
                  object_id=image_id, detail=f"result={rid} model={info.name}:{info.version} triage={level}")
-    return Analysis(rid, image_id, f"{info.name} {info.version}", pred.label, pred.as_dict(), pred.predictive_entropy,
+    name = f"{info.name} {info.version}" + (f" + {len(members)} more version(s)" if members else "")
+    return Analysis(rid, image_id, name, pred.label, pred.as_dict(), pred.predictive_entropy,
                     pred.epistemic, level, flagged, reason, text, x[0, 0].numpy())
 
 
