@@ -84,6 +84,7 @@ def _merge_lines(dets: list[Detection]) -> list[Detection]:
 
 
 PAD = 0.12  # each box grows by this share of its height on every side (min 2 px): sealing errs on the side of cover
+MAX_LINE = 0.12  # a box taller than this share of the image (and than 48 px) is no line of text: dropped
 
 
 def _grow(box: Box, h: int, w: int, pad: float) -> Box:
@@ -130,6 +131,8 @@ def detect(image8: np.ndarray, conf: float = 0.25, iou: float = 0.45, weights: s
         for k in idx[keep]:
             x0, y0, x1, y1 = xyxy[k]
             box = Box(int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1)), frame).clip(h, w)
+            if box.y1 - box.y0 > max(48, MAX_LINE * h):
+                continue  # tissue, a colour-flow box or a diagram: burned-in text comes in lines
             if not box.empty:
                 dets.append(Detection(box, CLASSES[int(c)] if int(c) < len(CLASSES) else str(c), float(sc[k])))
     return [Detection(_grow(d.box, h, w, pad), d.cls, d.confidence) for d in _merge_lines(dets)]

@@ -119,7 +119,26 @@ def ultrasound_background(rng: np.random.Generator, size: tuple[int, int] | None
         y = int(top + k * (H - top) / 10)
         if y < H - 2:
             img[y:y + 2, int(W * 0.88):int(W * 0.895)] = 200
-    return np.clip(img, 0, 255).astype(np.uint8)
+    for _ in range(int(rng.integers(0, 3))):  # calipers and scale bars: marks, not text
+        y, x = int(rng.uniform(0.2, 0.95) * H), int(rng.uniform(0.05, 0.7) * W)
+        img[y:y + 2, x:x + int(rng.uniform(0.1, 0.3) * W)] = 230
+        img[y - 4:y + 6, x:x + 2] = 230
+    out = np.clip(img, 0, 255).astype(np.uint8)
+    if rng.random() < 0.4:  # a colour-flow (Doppler) box: red/orange/yellow or blue blobs inside a thin white frame
+        rgb = np.repeat(out[..., None], 3, axis=2).astype(np.float32)
+        y0, x0 = int(rng.uniform(0.2, 0.5) * H), int(rng.uniform(0.1, 0.4) * W)
+        y1, x1 = min(H - 2, y0 + int(rng.uniform(0.2, 0.4) * H)), min(W - 2, x0 + int(rng.uniform(0.25, 0.5) * W))
+        flow = rng.random((y1 - y0, x1 - x0)).astype(np.float32)
+        flow = np.asarray(Image.fromarray((flow * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(3)), np.float32) / 255
+        blob = flow > np.quantile(flow, rng.uniform(0.6, 0.85))
+        hot = np.stack([np.full_like(flow, 255), 80 + 175 * flow, 40 * flow], -1) if rng.random() < 0.7 else \
+            np.stack([40 * flow, 80 + 100 * flow, np.full_like(flow, 255)], -1)
+        region = rgb[y0:y1, x0:x1]
+        region[blob] = hot[blob]
+        rgb[[y0, y1 - 1], x0:x1] = 220
+        rgb[y0:y1, [x0, x1 - 1]] = 220
+        out = rgb.clip(0, 255).astype(np.uint8)
+    return out
 
 
 @dataclass
