@@ -73,8 +73,12 @@ if held is not None:
     a.metric("Prediction", held.prediction)
     b.metric("Triage", held.triage + (" ⚑" if held.flagged else ""), help=held.flag_reason or None)
     c.metric("Uncertainty", f"{held.uncertainty:.2f} bits", help=f"model part (epistemic) {held.epistemic:.2f} bits")
-    st.plotly_chart(px.bar(x=list(held.probabilities.values()), y=list(held.probabilities), orientation="h",
-                           range_x=[0, 1], labels={"x": "probability", "y": ""}, height=160), width="stretch")
+    fig = px.bar(x=list(held.probabilities.values()), y=list(held.probabilities), orientation="h", range_x=[0, 1],
+                 text=[f"{v:.0%}" for v in held.probabilities.values()], labels={"x": "probability", "y": ""},
+                 height=90 + 40 * len(held.probabilities))
+    fig.update_yaxes(type="category")
+    fig.update_layout(margin={"l": 10, "r": 10, "t": 10, "b": 10})
+    st.plotly_chart(fig, width="stretch")
     st.info(held.findings)
 
     st.subheader("Heatmap")
