@@ -21,10 +21,17 @@ versions = attempt(models.list_models, me) or []
 tab_versions, tab_train, tab_data = st.tabs(["Versions", "Train and evaluate", "Labelled data"])
 
 
+KEY_FIGURES = ("auc", "acc", "sensitivity", "specificity", "f1", "dice", "hd95_px", "recall_iou50", "precision_iou50",
+               "coverage_recall", "best_val_score")
+
+
 def _flat(v) -> dict:
-    m = {k: val for k, val in v.metrics.items() if isinstance(val, float)}
-    for part in ("heldout", "test", "validation"):
-        m.update({k: val for k, val in (v.metrics.get(part) or {}).items() if isinstance(val, float)})
+    """The headline figures: test split first, then held-out, then validation."""
+    m: dict = {}
+    for part in ("test", "heldout", "validation"):
+        for k, val in (v.metrics.get(part) or {}).items():
+            if k in KEY_FIGURES and isinstance(val, float) and k not in m:
+                m[f"{part} {k}"] = val
     return m
 
 
@@ -36,7 +43,7 @@ with tab_versions:
         rows = [v for v in versions if v.task == task]
         st.dataframe(pd.DataFrame([{"id": v.id, "name": v.name, "version": v.version, "deployed": "✅" if v.deployed else "",
                                     "sha256": v.sha256[:16] + "…", "registered": fmt_ts(v.created_at),
-                                    "metrics": ", ".join(f"{k}={val:.3f}" for k, val in _flat(v).items())[:140]}
+                                    "metrics": ", ".join(f"{k} {val:.3f}" for k, val in _flat(v).items())[:160]}
                                    for v in rows]), hide_index=True, width="stretch")
         choices = {f"{v.name} {v.version} (#{v.id})": v for v in rows if not v.deployed}
         if choices:
