@@ -360,8 +360,6 @@ def run_training(job_id: int) -> None:
 
 
 def _train(job_id: int, params: dict) -> None:
-    import torch
-
     from core.ml import finetune
 
     p, examples = project_examples(params["project_id"])
@@ -377,7 +375,7 @@ def _train(job_id: int, params: dict) -> None:
         if p.task_type == "detection":
             weights, metrics, hyper = _train_detector(job_id, p, train, val, params, base, progress, out_dir)
         else:
-            weights, metrics, hyper = _train_monai(job_id, p, train, val, params, base, progress, out_dir, torch, finetune)
+            weights, metrics, hyper = _train_monai(job_id, p, train, val, params, base, progress, out_dir)
     except finetune.Cancelled:
         _finish(job_id, "cancelled", "cancelled while training; no version registered")
         return
@@ -411,8 +409,10 @@ def _train(job_id: int, params: dict) -> None:
             version_id=version_id, metrics=result_metrics)
 
 
-def _train_monai(job_id, p: Project, train, val, params, base, progress, out_dir: Path, torch, finetune):
-    from core.ml import classifier, segmenter
+def _train_monai(job_id, p: Project, train, val, params, base, progress, out_dir: Path):
+    import torch
+
+    from core.ml import classifier, finetune, segmenter
     from core.ml.evaluation import multiclass_metrics, segmentation_metrics
 
     dev = classifier.device()
@@ -590,8 +590,7 @@ def run_evaluation(job_id: int) -> None:
 
 def _evaluate(version_id: int, project_id: int) -> dict:
     """Evaluate a version on the project's test split and store the result with the version."""
-    from core.ml import classifier, segmenter
-    from core.ml import finetune
+    from core.ml import classifier, finetune, segmenter
     from core.ml.evaluation import multiclass_metrics, segmentation_metrics
 
     rt = get_runtime()
