@@ -227,8 +227,10 @@ def cancel_job(actor: Actor, job_id: int) -> TrainingJob:
         else:
             job.status, job.message = "cancelling", f"cancel requested by {actor.username}"
         s.add(job)
+        s.flush()
+        info = _job_info(job)  # what this call set: the worker may finish the cancel a moment later
     audit.record(rt.engine, actor.username, actor.role, "model.job_cancel", "success", object_type="job", object_id=job_id)
-    return get_training_job.__wrapped__(actor, job_id)  # type: ignore[attr-defined]
+    return info
 
 
 @service(Permission.MODEL_TRAIN)
