@@ -91,7 +91,7 @@ if held is not None:
     opacity = k3.slider("Opacity", 0.0, 1.0, 0.45, 0.05, key="cam_opacity")
     cmap = k4.selectbox("Colours", ["jet", "inferno", "viridis", "turbo", "hot"], key="cam_cmap")
     layers = st.session_state.get("cam_layers") or []
-    layer = st.selectbox("Layer", ["automatic (last convolution)"] + layers, key="cam_layer")
+    layer = st.selectbox("Layer", ["automatic (last convolution with a map of 7+ cells)"] + layers, key="cam_layer")
     try:
         e = explain.explain(me, info.id, task=task, method=method, layer=None if layer.startswith("automatic") else layer,
                             target=target, restored=restored)

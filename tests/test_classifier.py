@@ -61,6 +61,10 @@ def test_cam_methods(small, method):
 def test_target_layer_choice(small):
     layers = cam.conv_layers(small)
     assert cam.default_target_layer(small) == layers[0] and len(layers) > 5
+    # with an input, the last layer whose map is at least 7 cells across: layer4 at 224 px, earlier at 64 px
+    assert cam.default_target_layer(small, torch.rand(1, 1, 224, 224)) == layers[0]
+    chosen = cam.default_target_layer(small, torch.rand(1, 1, 64, 64))
+    assert chosen.startswith("layer2") and layers.index(chosen) == min(i for i, n in enumerate(layers) if n.startswith("layer2"))
     heat = cam.compute_cam(small, torch.rand(1, 1, 64, 64), "gradcam", layer=layers[3])
     assert heat.shape == (64, 64)
 

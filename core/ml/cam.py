@@ -28,12 +28,32 @@ def conv_layers(model: nn.Module) -> list[str]:
     return [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)][::-1]
 
 
-def default_target_layer(model: nn.Module) -> str:
-    """The last convolutional layer: the usual Grad-CAM target."""
+MIN_MAP_SIDE = 7  # a target layer's map must be at least this many cells across to localise anything
+
+
+def default_target_layer(model: nn.Module, x: torch.Tensor | None = None, min_side: int = MIN_MAP_SIDE) -> str:
+    """The last convolutional layer whose feature map, for input `x`, is at least `min_side`
+    cells across: the last block at the usual 224 px (7x7), one stage earlier at 128 px, where the
+    last block's 4x4 map would paint the whole lung one colour. Without `x`, the last layer."""
     names = conv_layers(model)
     if not names:
         raise ValueError("The model has no convolutional layer to explain.")
-    return names[0]
+    if x is None:
+        return names[0]
+    sides: dict[str, int] = {}
+    modules = dict(model.named_modules())
+    hooks = [modules[n].register_forward_hook(lambda _m, _i, out, n=n: sides.__setitem__(n, min(out.shape[-2:])))
+             for n in names]
+    try:
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            model(x[:1])
+        model.train(was_training)
+    finally:
+        for h in hooks:
+            h.remove()
+    return next((n for n in names if sides.get(n, 0) >= min_side), names[0])
 
 
 def compute_cam(model: nn.Module, x: torch.Tensor, method: str = "gradcam", target_class: int | None = None,
@@ -47,7 +67,7 @@ def compute_cam(model: nn.Module, x: torch.Tensor, method: str = "gradcam", targ
             target_class = int(model(x).argmax(dim=1)[0])
     if method == "integrated-gradients":
         return integrated_gradients(model, x, target_class)
-    layer_mod = dict(model.named_modules())[layer or default_target_layer(model)]
+    layer_mod = dict(model.named_modules())[layer or default_target_layer(model, x)]
     cam_cls = _cls(method)
     kwargs = {"batch_size": batch_size} if method == "scorecam" else {}
     with cam_cls(model=model, target_layers=[layer_mod]) as cam:

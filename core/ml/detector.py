@@ -65,31 +65,50 @@ def _tiles(h: int, w: int, tile: int = TILE, overlap: int = OVERLAP) -> list[tup
     return [(y, x) for y in ys for x in xs]
 
 
-def _merge_lines(dets: list[Detection]) -> list[Detection]:
-    """Join pieces of one text line cut by tile borders: same class, same row, touching."""
-    dets = sorted(dets, key=lambda d: (d.cls, d.box.y0, d.box.x0))
-    out: list[Detection] = []
-    for d in dets:
-        if out:
-            p = out[-1]
-            a, b = p.box, d.box
-            v_overlap = min(a.y1, b.y1) - max(a.y0, b.y0)
-            h = min(a.y1 - a.y0, b.y1 - b.y0)
-            if p.cls == d.cls and h > 0 and v_overlap > 0.6 * h and b.x0 <= a.x1 + 0.5 * h and b.x1 >= a.x0:
-                out[-1] = Detection(Box(min(a.x0, b.x0), min(a.y0, b.y0), max(a.x1, b.x1), max(a.y1, b.y1), a.frame),
-                                    p.cls, max(p.confidence, d.confidence))
-                continue
-        out.append(d)
+MERGE_GAP = 1.2  # pieces of one row closer than this many line heights are one line (banner fields, tile cuts)
+
+
+def _merge_lines(dets: list[Detection], gap: float = MERGE_GAP) -> list[Detection]:
+    """Join pieces of one text line: same class, same row (vertical overlap > 60% of the lower
+    piece, heights within 1.6x), horizontally touching or closer than `gap` line heights. Repeated
+    until nothing joins, so the order of the input does not matter."""
+    out = sorted(dets, key=lambda d: (d.cls, d.box.y0, d.box.x0))
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(out)):
+            for j in range(i + 1, len(out)):
+                p, d = out[i], out[j]
+                a, b = p.box, d.box
+                ha, hb = a.y1 - a.y0, b.y1 - b.y0
+                h = min(ha, hb)
+                if p.cls != d.cls or h <= 0 or max(ha, hb) > 1.6 * h:
+                    continue
+                if min(a.y1, b.y1) - max(a.y0, b.y0) <= 0.6 * h:
+                    continue
+                if max(a.x0, b.x0) - min(a.x1, b.x1) > gap * h:
+                    continue
+                out[i] = Detection(Box(min(a.x0, b.x0), min(a.y0, b.y0), max(a.x1, b.x1), max(a.y1, b.y1), a.frame),
+                                   p.cls, max(p.confidence, d.confidence))
+                del out[j]
+                changed = True
+                break
+            if changed:
+                break
     return out
 
 
 PAD = 0.12  # each box grows by this share of its height on every side (min 2 px): sealing errs on the side of cover
+PAD_X = 0.35  # and by this much more at both ends of the line, where a missed first or last character would leak
 MAX_LINE = 0.12  # a box taller than this share of the image (and than 48 px) is no line of text: dropped
 
 
-def _grow(box: Box, h: int, w: int, pad: float) -> Box:
-    m = max(2, int(round(pad * (box.y1 - box.y0)))) if pad > 0 else 0
-    return Box(box.x0 - m, box.y0 - m, box.x1 + m, box.y1 + m, box.frame).clip(h, w)
+def _grow(box: Box, h: int, w: int, pad: float, pad_x: float = PAD_X) -> Box:
+    if pad <= 0:
+        return box
+    m = max(2, int(round(pad * (box.y1 - box.y0))))
+    mx = m + int(round(pad_x * (box.y1 - box.y0)))
+    return Box(box.x0 - mx, box.y0 - m, box.x1 + mx, box.y1 + m, box.frame).clip(h, w)
 
 
 def detect(image8: np.ndarray, conf: float = 0.25, iou: float = 0.45, weights: str | None = None,

@@ -84,6 +84,13 @@ class TextFactory:
             return self._date()
         return f.last_name().upper() + " " + f.bothify("#######") + " " + str(r.choice(["M", "F"]))
 
+    def tag(self) -> str:
+        """A short PHI token standing alone: age/sex tags, a bare date, initials and numbers."""
+        f, r = self.fake, self.rng
+        age, sex = int(r.integers(0, 99)), str(r.choice(["M", "F", "O"]))
+        return str(r.choice([f"[{sex}]", f"{sex}/{age}", f"{age}Y", f"{age}y {sex}", f"({sex})", f"{age:03d}Y",
+                             self._date(), f.bothify("#####"), f.first_name()[0] + f.last_name()[0], f.last_name()]))
+
     def annotation(self) -> str:
         return str(self.rng.choice(_ANNOTATIONS))
 
@@ -145,6 +152,7 @@ def ultrasound_background(rng: np.random.Generator, size: tuple[int, int] | None
 class Sample:
     image: np.ndarray  # uint8, HxW or HxWx3
     boxes: list[tuple[int, int, int, int, int]]  # (cls, x0, y0, x1, y1)
+    ink: np.ndarray | None = None  # bool HxW: the text's own pixels (evaluation measures their cover)
 
 
 def _to_uint8_window(arr16: np.ndarray) -> np.ndarray:
@@ -168,11 +176,14 @@ def render(background: np.ndarray, rng: np.random.Generator, texts: TextFactory,
     canvas = np.asarray(bg).astype(np.float32) * (maxv / 255.0 if deep else 1.0)
     layer = Image.new("L", (W, H), 0)  # text mask
     draw_mask = ImageDraw.Draw(layer)
+    if rng.random() < 0.3:
+        draw_mask.fontmode = "1"  # no anti-aliasing: the jagged bitmap look of many scanners' fonts
     boxes: list[tuple[int, int, int, int, int]] = []
     backing = Image.new("L", (W, H), 0)
     draw_back = ImageDraw.Draw(backing)
     font_path = fonts[int(rng.integers(0, len(fonts)))]
     occupied: list[tuple[int, int, int, int]] = []
+    dark_text = rng.random() < 0.15  # dark ink always sits on a light backing box, as scanners draw it
 
     def place_block(lines: list[tuple[str, int]], corner: str) -> None:
         h = int(rng.integers(*text_height)) if text_height else int(max(7, rng.uniform(0.01, 0.05) * H))
@@ -191,7 +202,7 @@ def render(background: np.ndarray, rng: np.random.Generator, texts: TextFactory,
         if any(not (rect[2] < o[0] or rect[0] > o[2] or rect[3] < o[1] or rect[1] > o[3]) for o in occupied):
             return
         occupied.append(rect)
-        if rng.random() < 0.3:
+        if dark_text or rng.random() < 0.3:
             pad = max(2, h // 4)
             draw_back.rectangle((x - pad, y - pad, x + block_w + pad, y + block_h + pad), fill=255)
         for n, ((text, cls), w) in enumerate(zip(lines, widths)):
@@ -207,6 +218,8 @@ def render(background: np.ndarray, rng: np.random.Generator, texts: TextFactory,
     for corner in corners[: int(rng.integers(1, 4))]:
         n = int(rng.integers(1, 5))
         place_block([(texts.phi(), 0) for _ in range(n)], corner)
+    for _ in range(int(rng.integers(0, 3))):  # short tags on their own: [M], F/39, 45y, a date
+        place_block([(texts.tag(), 0)], str(rng.choice(["tl", "tr", "bl", "br", "c"])))
     if rng.random() < 0.35:  # a banner: several fields on one line along an edge
         place_block([("   ".join(texts.phi() for _ in range(int(rng.integers(2, 4)))), 0)], str(rng.choice(["tl", "bl"])))
     for _ in range(int(rng.integers(0, 4))):
@@ -216,7 +229,6 @@ def render(background: np.ndarray, rng: np.random.Generator, texts: TextFactory,
     back = np.asarray(backing).astype(np.float32) / 255.0
     top = maxv if deep else 255.0
     level = top * (1.0 if rng.random() < 0.6 else rng.uniform(0.6, 0.95))
-    dark_text = rng.random() < 0.15
     if canvas.ndim == 3:
         mask, back = mask[..., None], back[..., None]
     base = canvas * (1 - back) + back * (top * 0.9 if dark_text else rng.uniform(0, 0.15) * top)
@@ -239,7 +251,7 @@ def render(background: np.ndarray, rng: np.random.Generator, texts: TextFactory,
         buf = io.BytesIO()
         Image.fromarray(img8).save(buf, "JPEG", quality=int(rng.integers(40, 95)))
         img8 = np.asarray(Image.open(io.BytesIO(buf.getvalue())))
-    return Sample(img8, boxes)
+    return Sample(img8, boxes, np.asarray(layer) > 96)
 
 
 def crop_tile(sample: Sample, rng: np.random.Generator, tile: int) -> Sample:

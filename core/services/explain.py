@@ -229,14 +229,15 @@ def explain(actor: Actor, image_id: int, task: str | None = None, method: str = 
         with torch.no_grad():
             target_idx = int(model(x).argmax(1)[0])
     layers = cams.conv_layers(model)
-    layer = layer if layer in layers else layers[0]
+    layer = layer if layer in layers else cams.default_target_layer(model, x)
     heat = cams.compute_cam(model, x, method, target_idx, layer, batch_size=64)
     q = cams.cam_quality(model, x, heat, target_idx)
     rt = get_runtime()
     audit.record(rt.engine, actor.username, actor.role, "ai.explain", "success", object_type="image",
                  object_id=image_id, detail=f"method={method} task={task}")
     return Explanation(heat, method, layer, classes[target_idx], q.confidence_drop, q.keep_change,
-                       cams.attention_boxes(heat), layers[:12])
+                       cams.attention_boxes(heat),
+                       layers[:12] + ([layer] if layer not in layers[:12] else []))
 
 
 @dataclass
