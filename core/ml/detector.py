@@ -70,7 +70,8 @@ MERGE_GAP = 1.2  # pieces of one row closer than this many line heights are one 
 
 def _merge_lines(dets: list[Detection], gap: float = MERGE_GAP) -> list[Detection]:
     """Join pieces of one text line: same class, same row (vertical overlap > 60% of the lower
-    piece, heights within 1.6x), horizontally touching or closer than `gap` line heights. Repeated
+    piece, heights within 1.6x), horizontally touching or closer than `gap` line heights; and a
+    box mostly inside another (the whole-image pass and a tile seeing the same text). Repeated
     until nothing joins, so the order of the input does not matter."""
     out = sorted(dets, key=lambda d: (d.cls, d.box.y0, d.box.x0))
     changed = True
@@ -82,11 +83,13 @@ def _merge_lines(dets: list[Detection], gap: float = MERGE_GAP) -> list[Detectio
                 a, b = p.box, d.box
                 ha, hb = a.y1 - a.y0, b.y1 - b.y0
                 h = min(ha, hb)
-                if p.cls != d.cls or h <= 0 or max(ha, hb) > 1.6 * h:
+                if p.cls != d.cls or h <= 0:
                     continue
-                if min(a.y1, b.y1) - max(a.y0, b.y0) <= 0.6 * h:
+                ix, iy = min(a.x1, b.x1) - max(a.x0, b.x0), min(a.y1, b.y1) - max(a.y0, b.y0)
+                if max(ha, hb) > 1.6 * h:
                     continue
-                if max(a.x0, b.x0) - min(a.x1, b.x1) > gap * h:
+                nested = ix > 0 and iy > 0 and ix * iy >= 0.6 * min(a.area, b.area)  # the same text seen twice
+                if not nested and (iy <= 0.6 * h or -ix > gap * h):
                     continue
                 out[i] = Detection(Box(min(a.x0, b.x0), min(a.y0, b.y0), max(a.x1, b.x1), max(a.y1, b.y1), a.frame),
                                    p.cls, max(p.confidence, d.confidence))
@@ -98,6 +101,7 @@ def _merge_lines(dets: list[Detection], gap: float = MERGE_GAP) -> list[Detectio
     return out
 
 
+MIN_WHOLE_PX = 12  # see detect(): smallest trusted line height of the whole-image pass, in model pixels
 PAD = 0.12  # each box grows by this share of its height on every side (min 2 px): sealing errs on the side of cover
 PAD_X = 0.35  # and by this much more at both ends of the line, where a missed first or last character would leak
 MAX_LINE = 0.12  # a box taller than this share of the image (and than 48 px) is no line of text: dropped
@@ -127,19 +131,41 @@ def detect(image8: np.ndarray, conf: float = 0.25, iou: float = 0.45, weights: s
             crops.append(img[y:y + TILE, x:x + TILE])
             offsets.append((y, x))
     boxes, scores, classes = [], [], []
+    coarse = (np.zeros((0, 4)), np.zeros(0), np.zeros(0, int))
     dev = device()
     for start in range(0, len(crops), 16):
         results = model.predict(crops[start:start + 16], imgsz=TILE, conf=conf, iou=iou, device=dev, verbose=False)
-        for (oy, ox), res in zip(offsets[start:start + 16], results):
+        for n, ((oy, ox), res) in enumerate(zip(offsets[start:start + 16], results), start=start):
             b = res.boxes
             if b is None or len(b) == 0:
                 continue
             xyxy = b.xyxy.cpu().numpy()
+            if n == 0 and len(crops) > 1:
+                # the whole-image pass saw the image shrunk: lines it drew under MIN_WHOLE_PX tall are coarse
+                # guesses, kept aside and used only where no native-resolution tile found that text
+                small = (xyxy[:, 3] - xyxy[:, 1]) * (TILE / max(h, w)) < MIN_WHOLE_PX
+                coarse = (xyxy[small], b.conf.cpu().numpy()[small], b.cls.cpu().numpy().astype(int)[small])
+                b, xyxy = b[~small], xyxy[~small]
+                if len(b) == 0:
+                    continue
             xyxy[:, [0, 2]] += ox
             xyxy[:, [1, 3]] += oy
             boxes.append(xyxy)
             scores.append(b.conf.cpu().numpy())
             classes.append(b.cls.cpu().numpy().astype(int))
+    cx, cs, cc = coarse
+    for k in range(len(cx)):
+        x0, y0, x1, y1 = cx[k]
+        touched = False
+        for bx, cl_ in zip(boxes, classes):
+            hit = (cl_ == cc[k]) & (bx[:, 0] < x1) & (bx[:, 2] > x0) & (bx[:, 1] < y1) & (bx[:, 3] > y0)
+            if hit.any():  # the tiles read these lines: the coarse box only tells how far along they run
+                bx[hit, 0], bx[hit, 2] = np.minimum(bx[hit, 0], x0), np.maximum(bx[hit, 2], x1)
+                touched = True
+        if not touched:  # text no tile box found: the coarse box is all there is
+            boxes.append(cx[k:k + 1])
+            scores.append(cs[k:k + 1])
+            classes.append(cc[k:k + 1])
     if not boxes:
         return []
     xyxy, sc, cl = np.concatenate(boxes), np.concatenate(scores), np.concatenate(classes)
