@@ -30,6 +30,25 @@ def test_line_pieces_are_merged():
     assert Detection(Box(10, 100, 600, 121), "phi", 0.9) in merged and len(merged) == 2
 
 
+def test_banner_fields_and_double_sightings_are_one_box():
+    # fields of one banner, a line height apart, in any input order
+    f1, f2 = Detection(Box(10, 10, 100, 30), "phi", 0.9), Detection(Box(120, 11, 200, 31), "phi", 0.6)
+    assert _merge_lines([f2, f1]) == [Detection(Box(10, 10, 200, 31), "phi", 0.9)]
+    # too far apart, another class, or a much taller box: kept apart
+    far = Detection(Box(300, 10, 400, 30), "phi", 0.5)
+    ann = Detection(Box(105, 10, 118, 30), "annotation", 0.5)
+    tall = Detection(Box(0, 0, 90, 80), "phi", 0.5)
+    assert len(_merge_lines([f1, far])) == 2 and len(_merge_lines([f1, ann])) == 2 and len(_merge_lines([f1, tall])) == 2
+    # the same line seen by two tiles, one box inside the other
+    inner = Detection(Box(20, 12, 60, 28), "phi", 0.4)
+    assert _merge_lines([inner, f1]) == [Detection(Box(10, 10, 100, 30), "phi", 0.9)]
+
+
+def test_sealing_margin_is_wider_at_the_line_ends():
+    g = detector._grow(Box(100, 100, 200, 120), 1000, 1000, detector.PAD)
+    assert 100 - g.x0 > 100 - g.y0 >= 2 and g.x1 - 200 == 100 - g.x0 and g.y1 - 120 == 100 - g.y0
+
+
 def test_synthetic_samples_are_well_formed():
     rng = np.random.default_rng(0)
     bg = (np.random.default_rng(1).random((300, 400)) * 255).astype(np.uint8)
@@ -37,6 +56,8 @@ def test_synthetic_samples_are_well_formed():
         s = render(bg, rng, TextFactory(0), font_paths(TRAIN_FONTS), long_side=900)
         h, w = s.image.shape[:2]
         assert s.boxes and all(0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h for _, x0, y0, x1, y1 in s.boxes)
+        assert s.ink is not None and s.ink.shape == (h, w)
+        assert all(s.ink[y0:y1, x0:x1].any() for _, x0, y0, x1, y1 in s.boxes)  # every line has its own ink
         t = crop_tile(s, rng, 416)
         assert t.image.shape[0] <= 416 and t.image.shape[1] <= 416
         for line in yolo_label(t).splitlines():
