@@ -44,6 +44,18 @@ def test_banner_fields_and_double_sightings_are_one_box():
     assert _merge_lines([inner, f1]) == [Detection(Box(10, 10, 100, 30), "phi", 0.9)]
 
 
+def test_coarse_whole_image_boxes_only_stretch_tile_boxes():
+    tiles = [np.array([[100.0, 50, 180, 70], [100, 200, 150, 220]])]
+    scores, classes = [np.array([0.9, 0.8])], [np.array([0, 0])]
+    coarse = (np.array([[60.0, 40, 260, 80], [500, 500, 560, 540], [90, 190, 300, 230]]), np.array([0.3, 0.4, 0.3]),
+              np.array([0, 0, 1]))
+    detector._use_coarse(tiles, scores, classes, coarse)
+    assert tiles[0][0].tolist() == [60, 50, 260, 70]  # stretched along its line, not made taller
+    assert tiles[0][1].tolist() == [100, 200, 150, 220]  # the coarse box over it is another class
+    extra = np.concatenate(tiles[1:])
+    assert extra.tolist() == [[500, 500, 560, 540], [90, 190, 300, 230]]  # nothing of its class found there: kept
+
+
 def test_sealing_margin_is_wider_at_the_line_ends():
     g = detector._grow(Box(100, 100, 200, 120), 1000, 1000, detector.PAD)
     assert 100 - g.x0 > 100 - g.y0 >= 2 and g.x1 - 200 == 100 - g.x0 and g.y1 - 120 == 100 - g.y0

@@ -115,6 +115,26 @@ def _grow(box: Box, h: int, w: int, pad: float, pad_x: float = PAD_X) -> Box:
     return Box(box.x0 - mx, box.y0 - m, box.x1 + mx, box.y1 + m, box.frame).clip(h, w)
 
 
+def _use_coarse(boxes: list[np.ndarray], scores: list[np.ndarray], classes: list[np.ndarray],
+                coarse: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    """Fold the whole-image pass's coarse boxes into the tiles' (in place): where tile boxes of the
+    class touch one, the tiles read those lines and the coarse box only tells how far along they run
+    (their ends are stretched to it); where none does, the coarse box stands on its own."""
+    cx, cs, cc = coarse
+    for k in range(len(cx)):
+        x0, y0, x1, y1 = cx[k]
+        touched = False
+        for bx, cl_ in zip(boxes, classes):
+            hit = (cl_ == cc[k]) & (bx[:, 0] < x1) & (bx[:, 2] > x0) & (bx[:, 1] < y1) & (bx[:, 3] > y0)
+            if hit.any():
+                bx[hit, 0], bx[hit, 2] = np.minimum(bx[hit, 0], x0), np.maximum(bx[hit, 2], x1)
+                touched = True
+        if not touched:
+            boxes.append(cx[k:k + 1])
+            scores.append(cs[k:k + 1])
+            classes.append(cc[k:k + 1])
+
+
 def detect(image8: np.ndarray, conf: float = 0.25, iou: float = 0.45, weights: str | None = None,
            frame: int = 0, model=None, pad: float = PAD) -> list[Detection]:
     """Boxes in image pixels for an 8-bit view (H x W or H x W x 3) of the image, grown by `pad`."""
@@ -153,19 +173,7 @@ def detect(image8: np.ndarray, conf: float = 0.25, iou: float = 0.45, weights: s
             boxes.append(xyxy)
             scores.append(b.conf.cpu().numpy())
             classes.append(b.cls.cpu().numpy().astype(int))
-    cx, cs, cc = coarse
-    for k in range(len(cx)):
-        x0, y0, x1, y1 = cx[k]
-        touched = False
-        for bx, cl_ in zip(boxes, classes):
-            hit = (cl_ == cc[k]) & (bx[:, 0] < x1) & (bx[:, 2] > x0) & (bx[:, 1] < y1) & (bx[:, 3] > y0)
-            if hit.any():  # the tiles read these lines: the coarse box only tells how far along they run
-                bx[hit, 0], bx[hit, 2] = np.minimum(bx[hit, 0], x0), np.maximum(bx[hit, 2], x1)
-                touched = True
-        if not touched:  # text no tile box found: the coarse box is all there is
-            boxes.append(cx[k:k + 1])
-            scores.append(cs[k:k + 1])
-            classes.append(cc[k:k + 1])
+    _use_coarse(boxes, scores, classes, coarse)
     if not boxes:
         return []
     xyxy, sc, cl = np.concatenate(boxes), np.concatenate(scores), np.concatenate(classes)
