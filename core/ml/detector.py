@@ -162,7 +162,7 @@ def detect(image8: np.ndarray, conf: float = 0.25, iou: float = 0.45, weights: s
             xyxy = b.xyxy.cpu().numpy()
             if n == 0 and len(crops) > 1:
                 # the whole-image pass saw the image shrunk: lines it drew under MIN_WHOLE_PX tall are coarse
-                # guesses, kept aside and used only where no native-resolution tile found that text
+                # guesses, kept aside for _use_coarse (they stretch tile boxes, or stand where tiles saw nothing)
                 small = (xyxy[:, 3] - xyxy[:, 1]) * (TILE / max(h, w)) < MIN_WHOLE_PX
                 coarse = (xyxy[small], b.conf.cpu().numpy()[small], b.cls.cpu().numpy().astype(int)[small])
                 b, xyxy = b[~small], xyxy[~small]
