@@ -52,7 +52,7 @@ def score(samples, conf: float, iou_thr: float = 0.5) -> dict:
         raw = [d for d in detector.detect(s.image, conf=conf, pad=0) if d.cls == "phi"]
         h, w = s.image.shape[:2]
         # the model's boxes are matched at IoU 0.5; the sealed ones (grown by the pipeline's margin) measure cover
-        dets = [detector.Detection(detector._grow(d.box, h, w, detector.PAD), d.cls, d.confidence) for d in raw]
+        dets = detector.seal_boxes(raw, h, w)
         times.append(time.perf_counter() - t)
         gt = [b[1:] for b in s.boxes if b[0] == 0]
         pred = sorted(raw, key=lambda d: -d.confidence)

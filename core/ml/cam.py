@@ -3,6 +3,7 @@ faithfulness score per map, and attention regions as boxes."""
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +41,17 @@ def default_target_layer(model: nn.Module, x: torch.Tensor | None = None, min_si
         raise ValueError("The model has no convolutional layer to explain.")
     if x is None:
         return names[0]
+    key = (tuple(x.shape[1:]), min_side)
+    cached = _LAYER_CHOICE.setdefault(model, {})
+    if key not in cached:  # one probe pass per model and input shape, not one per page rerun
+        cached[key] = _probe_layer(model, names, x, min_side)
+    return cached[key]
+
+
+_LAYER_CHOICE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _probe_layer(model: nn.Module, names: list[str], x: torch.Tensor, min_side: int) -> str:
     sides: dict[str, int] = {}
     modules = dict(model.named_modules())
     hooks = [modules[n].register_forward_hook(lambda _m, _i, out, n=n: sides.__setitem__(n, min(out.shape[-2:])))

@@ -115,6 +115,11 @@ def _grow(box: Box, h: int, w: int, pad: float, pad_x: float = PAD_X) -> Box:
     return Box(box.x0 - mx, box.y0 - m, box.x1 + mx, box.y1 + m, box.frame).clip(h, w)
 
 
+def seal_boxes(dets: list[Detection], h: int, w: int, pad: float = PAD) -> list[Detection]:
+    """The boxes sealing covers: each detection grown by the margin, clipped to the image."""
+    return [Detection(_grow(d.box, h, w, pad), d.cls, d.confidence) for d in dets]
+
+
 def _use_coarse(boxes: list[np.ndarray], scores: list[np.ndarray], classes: list[np.ndarray],
                 coarse: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
     """Fold the whole-image pass's coarse boxes into the tiles' (in place): where tile boxes of the
@@ -188,4 +193,4 @@ def detect(image8: np.ndarray, conf: float = 0.25, iou: float = 0.45, weights: s
                 continue  # tissue, a colour-flow box or a diagram: burned-in text comes in lines
             if not box.empty:
                 dets.append(Detection(box, CLASSES[int(c)] if int(c) < len(CLASSES) else str(c), float(sc[k])))
-    return [Detection(_grow(d.box, h, w, pad), d.cls, d.confidence) for d in _merge_lines(dets)]
+    return seal_boxes(_merge_lines(dets), h, w, pad)
