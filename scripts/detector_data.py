@@ -48,7 +48,9 @@ def backgrounds(data_root: Path, split: str, limit: int, seed: int) -> list[np.n
 
 
 def write_yolo_split(root: Path, split: str, bgs: list[np.ndarray], n: int, seed: int, fonts: list[str],
-                     tile: int) -> None:
+                     tile: int, rich: bool = True) -> None:
+    """`n` training tiles. `rich` (the default since stage 4 of the card): more and more varied
+    annotation text, and cut lines keep their labelled pieces (see synth.render and crop_tile)."""
     rng = np.random.default_rng(seed)
     texts = TextFactory(seed)
     fp = font_paths(fonts)
@@ -60,8 +62,8 @@ def write_yolo_split(root: Path, split: str, bgs: list[np.ndarray], n: int, seed
             long_side = int(rng.integers(300, 1600))
             s = Sample(np.asarray(Image.fromarray(bg).resize((long_side, long_side))), [])
         else:
-            s = render(bg, rng, texts, fp, long_side=int(rng.integers(256, 1800)))
-        t = crop_tile(s, rng, tile)
+            s = render(bg, rng, texts, fp, long_side=int(rng.integers(256, 1800)), rich=rich)
+        t = crop_tile(s, rng, tile, keep_pieces=rich)
         Image.fromarray(t.image).save(root / "images" / split / f"{i:05d}.png")
         (root / "labels" / split / f"{i:05d}.txt").write_text(yolo_label(t))
 

@@ -40,13 +40,16 @@ def main() -> int:
     ap.add_argument("--fine-tune", default=None, help="continue from these weights (a second stage on a new data set)")
     ap.add_argument("--seed", type=int, default=1, help="data-set seed (a second stage uses another one)")
     ap.add_argument("--lr0", type=float, default=None)
+    ap.add_argument("--warmup-epochs", type=float, default=1.0)
+    ap.add_argument("--out", default=str(OUT), help="where the weights, ONNX export and training log go")
     args = ap.parse_args()
+    out = Path(args.out)
     yolo_env.configure(WORK / "yolo-config")
     import torch
     from ultralytics import YOLO
 
     device = ("0" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    ds = WORK / ("ds" if args.seed == 1 else f"ds-seed{args.seed}")
+    ds = WORK / f"ds-seed{args.seed}-n{args.n_train}-{args.imgsz}"
     if not (ds / "data.yaml").exists():
         t = time.time()
         root = Path(args.data_root)
@@ -61,7 +64,7 @@ def main() -> int:
     common = dict(data=str(ds / "data.yaml"), imgsz=args.imgsz, epochs=args.epochs, batch=args.batch,
                   device=device, workers=2, plots=False, amp=device != "cpu", project=str(WORK / "runs"), name=run,
                   exist_ok=True, patience=8, seed=0, fliplr=0.0, degrees=0.0, scale=0.3, translate=0.1, mosaic=1.0,
-                  close_mosaic=3, time=args.time_hours, verbose=False)
+                  close_mosaic=2, time=args.time_hours, verbose=False, cache="ram")
     if last.exists() and _unfinished(last):
         print("resuming", last, flush=True)
         YOLO(str(last)).train(resume=True)
@@ -70,15 +73,16 @@ def main() -> int:
         # learning rate would wreck them
         YOLO(args.fine_tune).train(pretrained=True, warmup_epochs=0, lr0=args.lr0 or 0.003, **common)
     else:
-        YOLO("yolov8n.yaml").train(pretrained=False, **({"lr0": args.lr0} if args.lr0 else {}), **common)
+        YOLO("yolov8n.yaml").train(pretrained=False, warmup_epochs=args.warmup_epochs,
+                                   **({"lr0": args.lr0} if args.lr0 else {}), **common)
     minutes = (time.time() - started) / 60
     best = WORK / "runs" / run / "weights" / "best.pt"
-    OUT.mkdir(parents=True, exist_ok=True)
-    target = OUT / "medshield-text-yolov8n.pt"
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / "medshield-text-yolov8n.pt"
     shutil.copyfile(best, target)
     onnx = YOLO(str(target)).export(format="onnx", imgsz=args.imgsz, dynamic=True, simplify=True)
-    shutil.move(onnx, OUT / "medshield-text-yolov8n.onnx")
-    log = OUT / "training.json"
+    shutil.move(onnx, out / "medshield-text-yolov8n.onnx")
+    log = out / "training.json"
     prev = json.loads(log.read_text()) if (args.fine_tune and log.exists()) else {}
     stages = prev.get("stages") or ([{"command": prev["command"], "device": prev.get("device"), "epochs": prev.get("epochs"),
                                       "n_train": prev.get("n_train"), "n_val": prev.get("n_val"), "imgsz": prev.get("imgsz"),
@@ -87,7 +91,7 @@ def main() -> int:
                    "epochs": args.epochs, "n_train": args.n_train, "n_val": args.n_val, "imgsz": args.imgsz,
                    "data_seed": args.seed, "minutes": round(minutes, 1)})
     log.write_text(json.dumps({"stages": stages, "total_minutes": round(sum(x["minutes"] for x in stages), 1)}, indent=2))
-    print(f"trained in {minutes:.1f} min on {device}; weights in {OUT}", flush=True)
+    print(f"trained in {minutes:.1f} min on {device}; weights in {out}", flush=True)
     return 0
 
 

@@ -11,7 +11,7 @@ import pytest
 from core.crypto.sealing import Box
 from core.ml import detector, yolo_env
 from core.ml.detector import Detection, _merge_lines, _tiles
-from core.ml.synth import CLASSES, TRAIN_FONTS, TextFactory, crop_tile, font_paths, render, yolo_label
+from core.ml.synth import CLASSES, TRAIN_FONTS, Sample, TextFactory, crop_tile, font_paths, render, yolo_label
 
 
 def test_tiles_cover_the_image():
@@ -75,6 +75,36 @@ def test_synthetic_samples_are_well_formed():
         for line in yolo_label(t).splitlines():
             c, *xywh = line.split()
             assert int(c) in (0, 1) and all(0 <= float(v) <= 1 for v in xywh)
+
+
+def test_rich_training_text_and_cut_lines_keep_their_pieces():
+    rng = np.random.default_rng(3)
+    bg = (np.random.default_rng(4).random((600, 800)) * 255).astype(np.uint8)
+    texts = TextFactory(3)
+    s = render(bg, rng, texts, font_paths(TRAIN_FONTS), long_side=1200, rich=True)
+    assert {c for c, *_ in s.boxes} == {0, 1}  # rich training images always carry annotation text too
+    # a line longer than the tile: the piece a crop sees stays labelled (inference tiles cut lines the same way)
+    img = np.zeros((400, 1500), np.uint8)
+    line = Sample(img, [(0, 20, 100, 1400, 130)])
+    native = 0
+    for k in range(12):
+        cut, plain = (crop_tile(line, np.random.default_rng(k), 416, keep_pieces=kp) for kp in (True, False))
+        if cut.image.shape == (400, 416):  # a native-scale crop (the others show the whole image scaled down)
+            native += 1
+            assert len(cut.boxes) == 1 and cut.boxes[0][4] - cut.boxes[0][2] == 30 and not plain.boxes
+    assert native >= 3
+
+
+def test_synthetic_text_does_not_depend_on_the_hash_seed():
+    """Evaluation sets must be the same in every process (Faker's it_IT cities come from a set)."""
+    import subprocess
+    import sys
+
+    code = ("from core.ml.synth import TextFactory; t = TextFactory(5); "
+            "print([t.phi() for _ in range(400)] + [t.fake.city() for _ in range(200)])")
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**__import__("os").environ, "PYTHONHASHSEED": str(k)}).stdout for k in (1, 2, 3)}
+    assert len(outs) == 1
 
 
 @pytest.fixture(scope="module")

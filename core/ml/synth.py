@@ -8,6 +8,7 @@ technique values, scale marks and other text that identifies nobody (policy may 
 from __future__ import annotations
 
 import io
+from datetime import datetime
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,8 @@ def font_paths(names: list[str]) -> list[Path]:
 
 _DATE_FORMATS = ["%Y-%m-%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%Y%m%d", "%d-%b-%Y", "%b %d %Y", "%d %B %Y",
                  "%Y/%m/%d", "%d-%m-%y"]
+# fixed bounds, not "now": the same seed draws the same text on any day (reproducible evaluation sets)
+_NOW, _EPOCH_90Y, _UNIX = datetime(2026, 1, 1), datetime(1936, 1, 1), datetime(1970, 1, 1)
 _TIME_FORMATS = ["%H:%M", "%H:%M:%S", "%I:%M %p", "%H%M%S"]
 _ANNOTATIONS = ["L", "R", "AP", "PA", "LAT", "PORTABLE", "SUPINE", "ERECT", "UPRIGHT", "kVp 80", "kVp 120",
                 "mAs 2.5", "mAs 16", "W:400 L:40", "WW 1500 WL -600", "5 cm", "10 mm", "1 cm", "Se: 3", "Im: 12/40",
@@ -47,10 +50,14 @@ class TextFactory:
 
         self.fake = Faker(["en_US", "en_GB", "de_DE", "fr_FR", "es_ES", "it_IT", "nl_NL"])
         self.fake.seed_instance(seed)
+        for factory in self.fake.factories:  # it_IT's city list comes from a set: its order follows the hash seed
+            for provider in factory.get_providers():
+                if isinstance(getattr(provider, "cities", None), list):
+                    provider.cities = sorted(provider.cities)
         self.rng = np.random.default_rng(seed)
 
     def _date(self) -> str:
-        d = self.fake.date_time_between(start_date="-90y", end_date="now")
+        d = self.fake.date_time_between(start_date=_EPOCH_90Y, end_date=_NOW)
         return d.strftime(str(self.rng.choice(_DATE_FORMATS)))
 
     def phi(self) -> str:
@@ -69,7 +76,8 @@ class TextFactory:
         if kind == 4:
             return str(r.choice(["DOB: ", "Born ", "", "DOB "])) + self._date()
         if kind == 5:
-            return self._date() + " " + self.fake.date_time().strftime(str(r.choice(_TIME_FORMATS)))
+            t = self.fake.date_time_between(start_date=_UNIX, end_date=_NOW)
+            return self._date() + " " + t.strftime(str(r.choice(_TIME_FORMATS)))
         if kind == 6:
             age, sex = int(r.integers(0, 99)), str(r.choice(["M", "F"]))
             return str(r.choice([f"[{sex}]", f"{sex}/{age}", f"{age}Y {sex}", f"{age}y", f"Age {age} {sex}", f"{sex} {age:03d}Y"]))
@@ -93,6 +101,32 @@ class TextFactory:
 
     def annotation(self) -> str:
         return str(self.rng.choice(_ANNOTATIONS))
+
+    def annotation_varied(self) -> str:
+        """Annotation text with varied values and words (training's richer mix): technique,
+        windowing, series/image numbers, probe and Doppler settings, measurements, views, body parts."""
+        r = self.rng
+        if r.random() < 0.3:
+            return self.annotation()
+        n = lambda lo, hi: int(r.integers(lo, hi))  # noqa: E731
+        x = lambda lo, hi, d=1: f"{r.uniform(lo, hi):.{d}f}"  # noqa: E731
+        return str(r.choice([
+            f"kVp {n(50, 141)}", f"kV: {n(60, 141)}", f"mAs {x(0.5, 40)}", f"mA {n(20, 400)}", f"EI {n(100, 900)}",
+            f"W:{n(50, 2000)} L:{n(-700, 400)}", f"WW {n(50, 2000)} WL {n(-700, 400)}", f"C {n(-100, 400)} W {n(50, 2000)}",
+            f"Se: {n(1, 20)}", f"Im: {n(1, 300)}/{n(300, 600)}", f"Ser {n(1, 20)} Img {n(1, 300)}", f"Slice {x(0.5, 10)}mm",
+            f"Thk {x(0.5, 10, 2)} mm", f"Loc: {x(-300, 300)}", f"FOV {n(18, 50)} cm", f"Zoom {x(0.8, 4)}", f"Tilt {x(-20, 20)}",
+            f"TE {n(8, 120)}", f"TR {n(400, 6000)}", f"TI {n(100, 2500)}", f"b={n(0, 2000)}",
+            f"Gain {n(20, 90)}", f"Gn {n(20, 90)}", f"DR {n(40, 90)}", f"FR {n(8, 80)}Hz", f"{n(8, 80)}Hz", f"Depth {n(2, 25)}cm",
+            f"{n(2, 25)}cm", f"MI {x(0.1, 1.9)}", f"TIS {x(0.1, 2.0)}", f"TIB {x(0.1, 2.0)}", f"PRF {x(0.5, 9)}kHz",
+            f"WF {n(25, 400)}Hz", f"PWR {n(10, 101)}%", f"Freq {x(2, 15)}MHz", f"C {n(20, 90)}", f"{n(1, 6)}/{n(1, 6)}/{n(1, 6)}",
+            f"Dist {x(0.1, 15, 2)} cm", f"+ Dist {x(0.1, 15, 2)}cm", f"Area {x(0.1, 40, 2)} cm2", f"{n(1, 20)} mm",
+            f"{n(1, 10)} cm", f"x{x(0.5, 4)}", f"{n(0, 31)}", f"1:{n(1, 4)}",
+            str(r.choice(["AX", "COR", "SAG", "T1", "T2", "FLAIR", "DWI", "ADC", "STIR", "PD", "HFS", "FFS", "LONG",
+                          "TRANS", "LT", "RT", "LEFT", "RIGHT", "CF", "PW", "M-MODE", "3D", "THI", "Gen", "Pen", "Res",
+                          "ABDOMEN", "PELVIS", "KIDNEY", "LIVER", "THYROID", "BREAST", "LYMPH NODE", "CAROTID", "OB",
+                          "STANDING", "GRID", "A", "P", "H", "F", "S", "I", "STND", "BONE", "LUNG", "SOFT TISSUE",
+                          "INSPIRATION", "EXPIRATION", "WEIGHT BEARING", "DECUBITUS", "OBLIQUE", "AXIAL", "SCOUT"])),
+        ]))
 
 
 _INK_COLOURS = [(255, 255, 0), (0, 255, 0), (0, 255, 255), (255, 165, 0), (255, 255, 255), (180, 220, 255),
@@ -161,8 +195,10 @@ def _to_uint8_window(arr16: np.ndarray) -> np.ndarray:
 
 
 def render(background: np.ndarray, rng: np.random.Generator, texts: TextFactory, fonts: list[Path],
-           long_side: int | None = None, text_height: tuple[int, int] | None = None) -> Sample:
-    """Draw text blocks on a background resized so its long side is `long_side` pixels."""
+           long_side: int | None = None, text_height: tuple[int, int] | None = None, rich: bool = False) -> Sample:
+    """Draw text blocks on a background resized so its long side is `long_side` pixels. `rich`
+    (training) adds more annotation text, with varied values, alone and in parameter columns, and
+    more stand-alone tags; without it the draws (and so the evaluation sets) are unchanged."""
     bg = Image.fromarray(background)
     if long_side:
         scale = long_side / max(bg.size)
@@ -224,6 +260,17 @@ def render(background: np.ndarray, rng: np.random.Generator, texts: TextFactory,
         place_block([("   ".join(texts.phi() for _ in range(int(rng.integers(2, 4)))), 0)], str(rng.choice(["tl", "bl"])))
     for _ in range(int(rng.integers(0, 4))):
         place_block([(texts.annotation(), 1)], str(rng.choice(["tl", "tr", "bl", "br", "c"])))
+    if rich:
+        for _ in range(int(rng.integers(1, 5))):
+            place_block([(texts.annotation_varied(), 1)], str(rng.choice(["tl", "tr", "bl", "br", "c"])))
+        if rng.random() < 0.4:  # a column of scanner parameters (Gen / C5-1 / 28Hz / 11cm): not PHI
+            place_block([(texts.annotation_varied(), 1) for _ in range(int(rng.integers(2, 6)))],
+                        str(rng.choice(["tl", "tr", "bl", "br", "c"])))
+        if rng.random() < 0.25:  # a block mixing both, as many scanners print them
+            place_block([(texts.phi(), 0) if rng.random() < 0.5 else (texts.annotation_varied(), 1)
+                         for _ in range(int(rng.integers(2, 5)))], str(rng.choice(["tl", "tr", "bl", "br"])))
+        for _ in range(int(rng.integers(0, 3))):
+            place_block([(texts.tag(), 0)], str(rng.choice(["tl", "tr", "bl", "br", "c"])))
 
     mask = np.asarray(layer).astype(np.float32) / 255.0
     back = np.asarray(backing).astype(np.float32) / 255.0
@@ -254,9 +301,11 @@ def render(background: np.ndarray, rng: np.random.Generator, texts: TextFactory,
     return Sample(img8, boxes, np.asarray(layer) > 96)
 
 
-def crop_tile(sample: Sample, rng: np.random.Generator, tile: int) -> Sample:
+def crop_tile(sample: Sample, rng: np.random.Generator, tile: int, keep_pieces: bool = False) -> Sample:
     """A tile x tile view: a crop around a text box at native scale, or the whole image scaled
-    down; boxes less than half inside are dropped, the rest clipped."""
+    down; boxes less than half inside are dropped, the rest clipped. With `keep_pieces`, a line the
+    crop cuts keeps its visible piece labelled when it is at least one line height long and most of
+    its height is inside (inference tiles cut lines the same way, and merges the pieces)."""
     img = sample.image
     H, W = img.shape[:2]
     if max(H, W) <= tile or rng.random() < 0.35 or not sample.boxes:
@@ -275,7 +324,10 @@ def crop_tile(sample: Sample, rng: np.random.Generator, tile: int) -> Sample:
         k0, l0, k1, l1 = max(a0, cx), max(b0, cy), min(a1, cx + tile), min(b1, cy + tile)
         if k1 <= k0 or l1 <= l0:
             continue
-        if (k1 - k0) * (l1 - l0) < 0.5 * area:
+        if keep_pieces:
+            if (l1 - l0) < 0.7 * (b1 - b0) or (k1 - k0) < (b1 - b0):
+                continue
+        elif (k1 - k0) * (l1 - l0) < 0.5 * area:
             continue
         out.append((c, k0 - cx, l0 - cy, k1 - cx, l1 - cy))
     return Sample(np.ascontiguousarray(crop), out)
