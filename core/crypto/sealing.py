@@ -53,11 +53,14 @@ class SealedRegion:
     ciphertext: bytes  # includes the 16-byte GCM tag
 
 
+_AAD = b"medshield/region/v1|image=%d|region=%d|frame=%d|box=%d,%d,%d,%d|dtype=%s|shape=%s"
+
+
 def region_aad(image_id: int, index: int, box: Box, dtype: str, shape: tuple[int, ...]) -> bytes:
-    """Every field that places or types the region; a fixed, unambiguous layout."""
-    return (f"medshield/region/v1|image={int(image_id)}|region={int(index)}|frame={int(box.frame)}"
-            f"|box={int(box.x0)},{int(box.y0)},{int(box.x1)},{int(box.y1)}|dtype={dtype}"
-            f"|shape={'x'.join(str(int(v)) for v in shape)}").encode()
+    """Every field that places or types the region; a fixed, unambiguous layout (bytes formatting:
+    this runs once per region on the sealing path)."""
+    return _AAD % (image_id, index, box.frame, box.x0, box.y0, box.x1, box.y1, dtype.encode(),
+                   b"x".join([b"%d" % v for v in shape]))
 
 
 def cipher(dek: bytes | AESGCM) -> AESGCM:
@@ -69,15 +72,24 @@ def _frame(pixels: np.ndarray, frames: int, frame: int) -> np.ndarray:
     return pixels[frame] if frames > 1 else pixels
 
 
+def seal_regions(dek: bytes | AESGCM, image_id: int, pixels: np.ndarray, boxes: list[Box],
+                 frames: int = 1, start: int = 0) -> list[SealedRegion]:
+    """Seal every region of one image (region `start + i` is boxes[i]) with one cipher context.
+    Each region's raw pixels (dtype and byte order kept, e.g. '<u2') are copied out once and
+    encrypted under a fresh 96-bit random nonce."""
+    encrypt, out = cipher(dek).encrypt, []
+    for index, box in enumerate(boxes, start):
+        plane = pixels[box.frame] if frames > 1 else pixels
+        patch = np.ascontiguousarray(plane[box.y0:box.y1, box.x0:box.x1])
+        dtype, shape, nonce = patch.dtype.str, patch.shape, os.urandom(NONCE_BYTES)
+        ct = encrypt(nonce, memoryview(patch).cast("B"), region_aad(image_id, index, box, dtype, shape))
+        out.append(SealedRegion(index, box, dtype, shape, nonce, ct))
+    return out
+
+
 def seal_region(dek: bytes | AESGCM, image_id: int, index: int, pixels: np.ndarray, box: Box,
                 frames: int = 1) -> SealedRegion:
-    plane = _frame(pixels, frames, box.frame)
-    patch = np.ascontiguousarray(plane[box.y0:box.y1, box.x0:box.x1])  # the one copy
-    dtype = patch.dtype.str  # byte order included, e.g. '<u2'
-    nonce = os.urandom(NONCE_BYTES)  # 96-bit random, fresh per region
-    ct = cipher(dek).encrypt(nonce, memoryview(patch).cast("B"),
-                             region_aad(image_id, index, box, dtype, patch.shape))
-    return SealedRegion(index, box, dtype, tuple(patch.shape), nonce, ct)
+    return seal_regions(dek, image_id, pixels, [box], frames, index)[0]
 
 
 def open_region(dek: bytes | AESGCM, image_id: int, region: SealedRegion) -> np.ndarray:

@@ -29,7 +29,7 @@ from core.crypto.masking import MASK_WARNINGS, MASKS, apply_mask
 from core.crypto.metrics import as_dict as metrics_as_dict
 from core.crypto.metrics import image_fidelity, region_metrics
 from core.crypto.sealing import (Box, SealedRegion, cipher, open_bytes, open_region, paste_region,
-                                 region_aad, seal_bytes, seal_region)
+                                 region_aad, seal_bytes, seal_regions)
 from core.db.models import Image, Region, utcnow
 from core.errors import Conflict, IntegrityError, InvalidImage, NotFound, ValidationError
 from core.imaging.decode import decode_image, pixel_digest
@@ -174,9 +174,8 @@ def protect_image(actor: Actor, image_id: int, regions: list[RegionSpec], mask: 
 
     dek = new_data_key()
     aes = cipher(dek)
-    sealed: list[tuple[RegionSpec, SealedRegion]] = []
-    for n, (spec, b) in enumerate(boxes):
-        sealed.append((spec, seal_region(aes, image_id, n, pixels, b, decoded.frames)))
+    sealed: list[tuple[RegionSpec, SealedRegion]] = list(zip(
+        [spec for spec, _ in boxes], seal_regions(aes, image_id, pixels, [b for _, b in boxes], decoded.frames)))
     t_seal = time.perf_counter()
     region_figs = [region_metrics(sr.index, _patch(pixels, sr.box, decoded.frames), dek,
                                   region_aad(image_id, sr.index, sr.box, sr.dtype, sr.shape))
