@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlmodel import select
 
 from core.crypto.keys import MasterKey, new_data_key, unwrap_data_key, wrap_data_key
-from core.crypto.sealing import Box, open_region, seal_region
+from core.crypto.sealing import Box, open_region, region_aad, seal_region, seal_regions
 from core.db.models import Image, Region
 from core.errors import AccessDenied, Conflict, IntegrityError
 from core.imaging.decode import decode_image
@@ -183,6 +183,21 @@ def test_every_byte_of_a_sealed_region_is_authenticated():
         open_region(dek, 8, sealed)  # moved to another image
     with pytest.raises(IntegrityError):
         open_region(new_data_key(), 7, sealed)  # wrong key
+
+
+def test_region_aad_layout_is_stable_and_batch_sealing_matches():
+    """Regions sealed by earlier versions must still open: the AAD's bytes are fixed."""
+    assert region_aad(7, 2, Box(5, 6, 17, 14, frame=1), "<u2", (8, 12)) == \
+        b"medshield/region/v1|image=7|region=2|frame=1|box=5,6,17,14|dtype=<u2|shape=8x12"
+    assert region_aad(7, 0, Box(0, 0, 4, 3), "|u1", (3, 4, 3)).endswith(b"|dtype=|u1|shape=3x4x3")
+    pixels = np.arange(2 * 20 * 30, dtype=np.uint16).reshape(2, 20, 30)
+    dek = new_data_key()
+    boxes = [Box(1, 2, 9, 7), Box(3, 3, 20, 19, frame=1)]
+    batch = seal_regions(dek, 9, pixels, boxes, frames=2)
+    assert [r.index for r in batch] == [0, 1] and len({r.nonce for r in batch}) == 2
+    for r, b in zip(batch, boxes):
+        assert np.array_equal(open_region(dek, 9, r), pixels[b.frame, b.y0:b.y1, b.x0:b.x1])
+    assert np.array_equal(open_region(dek, 9, seal_region(dek, 9, 1, pixels, boxes[1], 2)), pixels[1, 3:19, 3:20])
 
 
 def test_every_byte_of_a_wrapped_key_is_authenticated():
