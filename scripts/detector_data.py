@@ -15,9 +15,24 @@ from core.ml.synth import Sample, TextFactory, crop_tile, font_paths, render, ul
 CLEAN_MODALITIES = {"CT", "MR", "CR", "DX", "NM", "XA", "MG", "PT", "RF", "RTDOSE"}
 
 
+# These X-rays carry their own burned-in text near the edges: laterality ("R", "L"), "PA"/"AP" tags,
+# "PA ERECT" boxes and a column of technique text (Montgomery), times and "KV60" (Kermany). Unlabelled,
+# it would teach the model that real text is background and count real text as false positives in
+# the evaluation, so only the inner part of each image is used: (top, bottom, left, right) fractions.
+LUNG_TEXT_FREE = (0.16, 0.97, 0.08, 0.90)
+KERMANY_TEXT_FREE = (0.10, 0.90, 0.13, 0.87)
+
+
+def _inner(img: np.ndarray, frac: tuple[float, float, float, float]) -> np.ndarray:
+    h, w = img.shape[:2]
+    t, b, l, r = frac
+    return np.ascontiguousarray(img[int(t * h):int(b * h), int(l * w):int(r * w)])
+
+
 def backgrounds(data_root: Path, split: str, limit: int, seed: int) -> list[np.ndarray]:
-    """Real images without burned-in text: lung-segmentation X-rays, the chest X-ray set's train
-    or test split, and every decodable frame of the clean-modality DICOM samples."""
+    """Real images without burned-in text: lung-segmentation X-rays and the chest X-ray set's train
+    or test split (their inner parts, see LUNG_TEXT_FREE), and every decodable frame of the
+    clean-modality DICOM samples."""
     rnd = random.Random(seed)
     out: list[np.ndarray] = []
     lung = sorted((data_root / "cxr-lung-seg" / "images").glob("*.jpg"))
@@ -26,8 +41,10 @@ def backgrounds(data_root: Path, split: str, limit: int, seed: int) -> list[np.n
     lung = lung[:half] if split == "train" else lung[half:]
     kermany = sorted((data_root / "kermany-cxr-224" / "dataset" / ("train" if split == "train" else "test")).glob("*/*.jp*g"))
     rnd.shuffle(kermany)
-    for p in lung[: limit // 2] + kermany[: limit // 4]:
-        out.append(np.asarray(Image.open(p).convert("L")))
+    for p in lung[: limit // 2]:
+        out.append(_inner(np.asarray(Image.open(p).convert("L")), LUNG_TEXT_FREE))
+    for p in kermany[: limit // 4]:
+        out.append(_inner(np.asarray(Image.open(p).convert("L")), KERMANY_TEXT_FREE))
     dcm = sorted((data_root / "dicom-samples").rglob("*.dcm"))
     for p in dcm:
         try:

@@ -56,6 +56,33 @@ def test_coarse_whole_image_boxes_only_stretch_tile_boxes():
     assert extra.tolist() == [[500, 500, 560, 540], [90, 190, 300, 230]]  # nothing of its class found there: kept
 
 
+def test_tile_border_boxes_need_a_second_sighting():
+    """On a 1000 x 1000 image the tiles start at 0, 288, 576 (and end at 1000): a box at a border
+    two tiles share is kept only when another pass saw text there."""
+    from core.ml.detector import Pass, combine
+
+    h = w = 1000
+    empty = Pass(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int))
+
+    def tile(y, x, boxes):
+        xyxy = np.array(boxes, float).reshape(-1, 4)
+        return Pass(xyxy, np.full(len(xyxy), 0.6), np.zeros(len(xyxy), int), (y, x))
+
+    phantom = tile(288, 288, [[290, 400, 340, 410]])  # at the tile's left border (x=288), nothing else there
+    assert combine([empty, phantom], h, w) == []
+    # a line cut by the same border: the tile to the left (0..416) saw it whole
+    cut = tile(288, 288, [[288, 500, 330, 520]])
+    left = tile(288, 0, [[250, 500, 330, 520]])
+    got = combine([empty, cut, left], h, w)
+    assert [(d.box.x0, d.box.x1) for d in got] == [(250, 330)]
+    # the image's own border is no tile border: a line there stands alone
+    corner = tile(0, 0, [[0, 2, 60, 14]])
+    assert len(combine([empty, corner], h, w)) == 1
+    # and a box inside the tile needs nobody
+    inner = tile(288, 288, [[400, 400, 500, 415]])
+    assert len(combine([empty, inner], h, w)) == 1
+
+
 def test_sealing_margin_is_wider_at_the_line_ends():
     g = detector._grow(Box(100, 100, 200, 120), 1000, 1000, detector.PAD)
     assert 100 - g.x0 > 100 - g.y0 >= 2 and g.x1 - 200 == 100 - g.x0 and g.y1 - 120 == 100 - g.y0

@@ -120,6 +120,9 @@ def seal_boxes(dets: list[Detection], h: int, w: int, pad: float = PAD) -> list[
     return [Detection(_grow(d.box, h, w, pad), d.cls, d.confidence) for d in dets]
 
 
+COARSE_LINE = 1.6  # a coarse box at most this many times a tile box's height is on its line
+
+
 def _use_coarse(boxes: list[np.ndarray], scores: list[np.ndarray], classes: list[np.ndarray],
                 coarse: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
     """Fold the whole-image pass's coarse boxes into the tiles' (in place): where tile boxes of the
@@ -132,52 +135,121 @@ def _use_coarse(boxes: list[np.ndarray], scores: list[np.ndarray], classes: list
         for bx, cl_ in zip(boxes, classes):
             hit = (cl_ == cc[k]) & (bx[:, 0] < x1) & (bx[:, 2] > x0) & (bx[:, 1] < y1) & (bx[:, 3] > y0)
             if hit.any():
-                bx[hit, 0], bx[hit, 2] = np.minimum(bx[hit, 0], x0), np.maximum(bx[hit, 2], x1)
                 touched = True
+                # stretch only a box on the same single line: a coarse box over a whole block of lines
+                # would widen every short line of the block to the block's longest
+                line = hit & ((y1 - y0) <= COARSE_LINE * (bx[:, 3] - bx[:, 1]))
+                bx[line, 0], bx[line, 2] = np.minimum(bx[line, 0], x0), np.maximum(bx[line, 2], x1)
         if not touched:
             boxes.append(cx[k:k + 1])
             scores.append(cs[k:k + 1])
             classes.append(cc[k:k + 1])
 
 
-def detect(image8: np.ndarray, conf: float = 0.25, iou: float = 0.45, weights: str | None = None,
-           frame: int = 0, model=None, pad: float = PAD) -> list[Detection]:
-    """Boxes in image pixels for an 8-bit view (H x W or H x W x 3) of the image, grown by `pad`."""
-    import torch
-    from torchvision.ops import nms
+@dataclass
+class Pass:
+    """One model pass over the whole image or over one tile; boxes in image pixels."""
+    xyxy: np.ndarray  # (n, 4) float
+    conf: np.ndarray  # (n,)
+    cls: np.ndarray  # (n,) int
+    tile: tuple[int, int] | None = None  # the tile's (y, x); None for a whole-image pass
 
-    model = model or load(weights or str(DEFAULT_WEIGHTS))
+
+UPSCALE_BELOW = int(TILE * 1.25)  # images this small get a second whole-image pass at twice the input size
+EDGE_TOL = 3  # px: a tile box this close to a border the tile shares with a neighbour is a cut (or phantom) piece
+
+
+def run_passes(model, image8: np.ndarray, conf: float = 0.25, iou: float = 0.45) -> list[Pass]:
+    """The model's raw boxes: a whole-image pass (plus one at twice the size for small images, whose
+    smallest text the 416-px pass shrinks), and native-resolution tiles for large images."""
     img = image8 if image8.ndim == 3 else np.repeat(image8[..., None], 3, axis=2)
     img = np.ascontiguousarray(img[..., ::-1])  # ultralytics takes BGR numpy arrays
     h, w = img.shape[:2]
-    crops, offsets = [img], [(0, 0)]
-    if max(h, w) > TILE * 1.25:
-        for y, x in _tiles(h, w):
-            crops.append(img[y:y + TILE, x:x + TILE])
-            offsets.append((y, x))
+    dev = device()
+
+    def as_pass(res, tile=None) -> Pass:
+        b = res.boxes
+        if b is None or len(b) == 0:
+            return Pass(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int), tile)
+        xyxy = b.xyxy.cpu().numpy().astype(np.float64)
+        if tile:
+            xyxy[:, [0, 2]] += tile[1]
+            xyxy[:, [1, 3]] += tile[0]
+        return Pass(xyxy, b.conf.cpu().numpy(), b.cls.cpu().numpy().astype(int), tile)
+
+    passes = [as_pass(model.predict([img], imgsz=TILE, conf=conf, iou=iou, device=dev, verbose=False)[0])]
+    if max(h, w) <= UPSCALE_BELOW:
+        passes.append(as_pass(model.predict([img], imgsz=2 * TILE, conf=conf, iou=iou, device=dev, verbose=False)[0]))
+        return passes
+    tiles = _tiles(h, w)
+    for start in range(0, len(tiles), 16):
+        batch = tiles[start:start + 16]
+        results = model.predict([img[y:y + TILE, x:x + TILE] for y, x in batch], imgsz=TILE, conf=conf, iou=iou,
+                                device=dev, verbose=False)
+        passes += [as_pass(res, t) for t, res in zip(batch, results)]
+    return passes
+
+
+def _at_inner_edge(xyxy: np.ndarray, tile: tuple[int, int], h: int, w: int, tol: int = EDGE_TOL) -> np.ndarray:
+    """Boxes touching a border this tile shares with a neighbour (not the image's own border)."""
+    y, x = tile
+    out = np.zeros(len(xyxy), bool)
+    if x > 0:
+        out |= xyxy[:, 0] <= x + tol
+    if x + TILE < w:
+        out |= xyxy[:, 2] >= x + TILE - tol
+    if y > 0:
+        out |= xyxy[:, 1] <= y + tol
+    if y + TILE < h:
+        out |= xyxy[:, 3] >= y + TILE - tol
+    return out
+
+
+def _supported(box: np.ndarray, c: int, others: list[tuple[np.ndarray, np.ndarray]]) -> bool:
+    """Another pass saw text of class `c` over at least 30% of this box (or of its own box)."""
+    area = max(1e-6, (box[2] - box[0]) * (box[3] - box[1]))
+    for xyxy, cl in others:
+        m = cl == c
+        if not m.any():
+            continue
+        o = xyxy[m]
+        ix = np.clip(np.minimum(o[:, 2], box[2]) - np.maximum(o[:, 0], box[0]), 0, None)
+        iy = np.clip(np.minimum(o[:, 3], box[3]) - np.maximum(o[:, 1], box[1]), 0, None)
+        small = np.minimum(area, (o[:, 2] - o[:, 0]) * (o[:, 3] - o[:, 1]))
+        if (ix * iy >= 0.3 * np.maximum(small, 1e-6)).any():
+            return True
+    return False
+
+
+def combine(passes: list[Pass], h: int, w: int, conf: float = 0.25, iou: float = 0.45,
+            frame: int = 0) -> list[Detection]:
+    """One box per text line from the passes: boxes under `conf` dropped; the whole-image pass's
+    small boxes on tiled images only stretch tile boxes (_use_coarse); a tile box that touches a
+    border shared with a neighbouring tile is kept only when another pass saw text there too (the
+    neighbour overlaps it by 128 px, so a real cut line is seen whole or in part there, while a
+    phantom at a tile's border is not); per-class NMS; lines merged."""
+    kept = [Pass(p.xyxy[p.conf >= conf], p.conf[p.conf >= conf], p.cls[p.conf >= conf], p.tile) for p in passes]
+    tiled = any(p.tile is not None for p in kept)
     boxes, scores, classes = [], [], []
     coarse = (np.zeros((0, 4)), np.zeros(0), np.zeros(0, int))
-    dev = device()
-    for start in range(0, len(crops), 16):
-        results = model.predict(crops[start:start + 16], imgsz=TILE, conf=conf, iou=iou, device=dev, verbose=False)
-        for n, ((oy, ox), res) in enumerate(zip(offsets[start:start + 16], results), start=start):
-            b = res.boxes
-            if b is None or len(b) == 0:
-                continue
-            xyxy = b.xyxy.cpu().numpy()
-            if n == 0 and len(crops) > 1:
-                # the whole-image pass saw the image shrunk: lines it drew under MIN_WHOLE_PX tall are coarse
-                # guesses, kept aside for _use_coarse (they stretch tile boxes, or stand where tiles saw nothing)
-                small = (xyxy[:, 3] - xyxy[:, 1]) * (TILE / max(h, w)) < MIN_WHOLE_PX
-                coarse = (xyxy[small], b.conf.cpu().numpy()[small], b.cls.cpu().numpy().astype(int)[small])
-                b, xyxy = b[~small], xyxy[~small]
-                if len(b) == 0:
-                    continue
-            xyxy[:, [0, 2]] += ox
-            xyxy[:, [1, 3]] += oy
-            boxes.append(xyxy)
-            scores.append(b.conf.cpu().numpy())
-            classes.append(b.cls.cpu().numpy().astype(int))
+    for n, p in enumerate(kept):
+        xyxy, sc, cl = p.xyxy, p.conf, p.cls
+        if p.tile is None and tiled:
+            # the whole-image pass saw the image shrunk: lines it drew under MIN_WHOLE_PX tall are coarse
+            # guesses, kept aside for _use_coarse (they stretch tile boxes, or stand where tiles saw nothing)
+            small = (xyxy[:, 3] - xyxy[:, 1]) * (TILE / max(h, w)) < MIN_WHOLE_PX
+            coarse = (xyxy[small], sc[small], cl[small])
+            xyxy, sc, cl = xyxy[~small], sc[~small], cl[~small]
+        elif p.tile is not None and len(xyxy):
+            edge = _at_inner_edge(xyxy, p.tile, h, w)
+            if edge.any():
+                others = [(q.xyxy, q.cls) for m, q in enumerate(kept) if m != n]
+                ok = np.array([not e or _supported(xyxy[k], int(cl[k]), others) for k, e in enumerate(edge)])
+                xyxy, sc, cl = xyxy[ok], sc[ok], cl[ok]
+        if len(xyxy):
+            boxes.append(xyxy.copy())
+            scores.append(sc)
+            classes.append(cl)
     _use_coarse(boxes, scores, classes, coarse)
     if not boxes:
         return []
@@ -185,12 +257,42 @@ def detect(image8: np.ndarray, conf: float = 0.25, iou: float = 0.45, weights: s
     dets = []
     for c in np.unique(cl):
         idx = np.where(cl == c)[0]
-        keep = nms(torch.from_numpy(xyxy[idx]).float(), torch.from_numpy(sc[idx]).float(), iou).numpy()
-        for k in idx[keep]:
-            x0, y0, x1, y1 = xyxy[k]
+        for x0, y0, x1, y1, score in _nms_grow(xyxy[idx], sc[idx], iou):
             box = Box(int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1)), frame).clip(h, w)
             if box.y1 - box.y0 > max(48, MAX_LINE * h):
                 continue  # tissue, a colour-flow box or a diagram: burned-in text comes in lines
             if not box.empty:
-                dets.append(Detection(box, CLASSES[int(c)] if int(c) < len(CLASSES) else str(c), float(sc[k])))
-    return seal_boxes(_merge_lines(dets), h, w, pad)
+                dets.append(Detection(box, CLASSES[int(c)] if int(c) < len(CLASSES) else str(c), float(score)))
+    return _merge_lines(dets)
+
+
+def _nms_grow(xyxy: np.ndarray, sc: np.ndarray, iou: float) -> list[tuple[float, float, float, float, float]]:
+    """NMS that loses no text: a kept box lying inside a box it suppresses on the same line (a tile's
+    cut piece beside the whole line another pass saw) grows to cover it."""
+    import torch
+    from torchvision.ops import box_iou, nms
+
+    t = torch.from_numpy(xyxy).float()
+    keep = nms(t, torch.from_numpy(sc).float(), iou).numpy()
+    overlaps = box_iou(t[keep], t).numpy()
+    out = []
+    for row, k in enumerate(keep):
+        x0, y0, x1, y1 = xyxy[k]
+        hk = y1 - y0
+        for j in np.where(overlaps[row] > iou)[0]:
+            a0, b0, a1, b1 = xyxy[j]
+            ix = min(x1, a1) - max(x0, a0)
+            iy = min(y1, b1) - max(y0, b0)
+            same_line = max(hk, b1 - b0) <= 1.6 * max(1e-6, min(hk, b1 - b0))
+            if same_line and ix * iy >= 0.9 * (x1 - x0) * hk:  # the kept box is (almost) inside this one
+                x0, x1 = min(x0, a0), max(x1, a1)
+        out.append((x0, y0, x1, y1, sc[k]))
+    return out
+
+
+def detect(image8: np.ndarray, conf: float = 0.25, iou: float = 0.45, weights: str | None = None,
+           frame: int = 0, model=None, pad: float = PAD) -> list[Detection]:
+    """Boxes in image pixels for an 8-bit view (H x W or H x W x 3) of the image, grown by `pad`."""
+    model = model or load(weights or str(DEFAULT_WEIGHTS))
+    h, w = image8.shape[:2]
+    return seal_boxes(combine(run_passes(model, image8, conf, iou), h, w, conf, iou, frame), h, w, pad)
