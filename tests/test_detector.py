@@ -44,14 +44,16 @@ def test_banner_fields_and_double_sightings_are_one_box():
     assert _merge_lines([inner, f1]) == [Detection(Box(10, 10, 100, 30), "phi", 0.9)]
 
 
-def test_coarse_whole_image_boxes_only_stretch_tile_boxes():
-    tiles = [np.array([[100.0, 50, 180, 70], [100, 200, 150, 220]])]
-    scores, classes = [np.array([0.9, 0.8])], [np.array([0, 0])]
-    coarse = (np.array([[60.0, 40, 260, 80], [500, 500, 560, 540], [90, 190, 300, 230]]), np.array([0.3, 0.4, 0.3]),
-              np.array([0, 0, 1]))
+def test_coarse_whole_image_boxes_only_stretch_tile_boxes_on_their_line():
+    tiles = [np.array([[100.0, 50, 180, 70], [100, 200, 150, 220], [300, 400, 340, 420], [300, 430, 420, 450]])]
+    scores, classes = [np.array([0.9, 0.8, 0.8, 0.8])], [np.array([0, 0, 0, 0])]
+    coarse = (np.array([[60.0, 48, 260, 72], [500, 500, 560, 540], [90, 190, 300, 230], [290, 398, 430, 452]]),
+              np.array([0.3, 0.4, 0.3, 0.3]), np.array([0, 0, 1, 0]))
     detector._use_coarse(tiles, scores, classes, coarse)
     assert tiles[0][0].tolist() == [60, 50, 260, 70]  # stretched along its line, not made taller
     assert tiles[0][1].tolist() == [100, 200, 150, 220]  # the coarse box over it is another class
+    # a coarse box over a block of two lines widens neither to the block's longest, nor stands on its own
+    assert tiles[0][2].tolist() == [300, 400, 340, 420] and tiles[0][3].tolist() == [300, 430, 420, 450]
     extra = np.concatenate(tiles[1:])
     assert extra.tolist() == [[500, 500, 560, 540], [90, 190, 300, 230]]  # nothing of its class found there: kept
 
