@@ -25,6 +25,7 @@ from scripts.detector_data import backgrounds, write_yolo_split  # noqa: E402
 
 OUT = ROOT / "models" / "detector"
 WORK = ROOT / "data" / "detector"
+DATA_VERSION = 3  # bump when scripts/detector_data.py or core/ml/synth.py draw differently (a new data set is built)
 
 
 def main() -> int:
@@ -49,7 +50,7 @@ def main() -> int:
     from ultralytics import YOLO
 
     device = ("0" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    ds = WORK / f"ds-seed{args.seed}-n{args.n_train}-{args.imgsz}"
+    ds = WORK / f"ds-v{DATA_VERSION}-seed{args.seed}-n{args.n_train}-{args.imgsz}"
     if not (ds / "data.yaml").exists():
         t = time.time()
         root = Path(args.data_root)
