@@ -155,6 +155,8 @@ class Pass:
     tile: tuple[int, int] | None = None  # the tile's (y, x); None for a whole-image pass
 
 
+PHI, ANNOTATION = CLASSES.index("phi"), CLASSES.index("annotation")
+ANNOTATION_SURE = 0.5  # an "annotation" box less confident than this is sealed as PHI (see combine)
 UPSCALE_BELOW = int(TILE * 1.25)  # images this small get a second whole-image pass at twice the input size
 EDGE_TOL = 3  # px: a tile box this close to a border the tile shares with a neighbour is a cut (or phantom) piece
 
@@ -222,12 +224,13 @@ def _supported(box: np.ndarray, c: int, others: list[tuple[np.ndarray, np.ndarra
 
 
 def combine(passes: list[Pass], h: int, w: int, conf: float = 0.25, iou: float = 0.45,
-            frame: int = 0) -> list[Detection]:
+            frame: int = 0, annotation_sure: float | None = None) -> list[Detection]:
     """One box per text line from the passes: boxes under `conf` dropped; the whole-image pass's
     small boxes on tiled images only stretch tile boxes (_use_coarse); a tile box that touches a
     border shared with a neighbouring tile is kept only when another pass saw text there too (the
     neighbour overlaps it by 128 px, so a real cut line is seen whole or in part there, while a
     phantom at a tile's border is not); per-class NMS; lines merged."""
+    annotation_sure = ANNOTATION_SURE if annotation_sure is None else annotation_sure
     kept = [Pass(p.xyxy[p.conf >= conf], p.conf[p.conf >= conf], p.cls[p.conf >= conf], p.tile) for p in passes]
     tiled = any(p.tile is not None for p in kept)
     boxes, scores, classes = [], [], []
@@ -254,6 +257,9 @@ def combine(passes: list[Pass], h: int, w: int, conf: float = 0.25, iou: float =
     if not boxes:
         return []
     xyxy, sc, cl = np.concatenate(boxes), np.concatenate(scores), np.concatenate(classes)
+    # annotation text stays visible, so the model must be sure of it: a less confident "annotation" is
+    # sealed as PHI (short tags such as "058Y" or "15313" look much like technique values)
+    cl = np.where((cl == ANNOTATION) & (sc < annotation_sure), PHI, cl)
     dets = []
     for c in np.unique(cl):
         idx = np.where(cl == c)[0]
