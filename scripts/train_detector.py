@@ -58,6 +58,7 @@ def main() -> int:
         write_yolo_split(ds, "val", backgrounds(root, "val", 300, 2), args.n_val, 2, TRAIN_FONTS, args.imgsz)
         (ds / "data.yaml").write_text(json.dumps({"path": str(ds), "train": "images/train", "val": "images/val",
                                                    "names": {i: n for i, n in enumerate(CLASSES)}}))
+        (ds / "built.json").write_text(json.dumps({"minutes": round((time.time() - t) / 60, 1)}))
         print(f"data set built in {time.time() - t:.0f} s", flush=True)
     run = "train" if not args.fine_tune else f"finetune-seed{args.seed}"
     last = WORK / "runs" / run / "weights" / "last.pt"
@@ -90,7 +91,8 @@ def main() -> int:
                                       "data_seed": 1, "minutes": prev.get("train_minutes_this_run")}] if "command" in prev else [])
     stages.append({"command": "python scripts/train_detector.py " + " ".join(sys.argv[1:]), "device": device,
                    "epochs": args.epochs, "n_train": args.n_train, "n_val": args.n_val, "imgsz": args.imgsz,
-                   "data_seed": args.seed, "minutes": round(minutes, 1)})
+                   "data_seed": args.seed, "minutes": round(minutes, 1),
+                   "data_minutes": json.loads((ds / "built.json").read_text())["minutes"] if (ds / "built.json").exists() else None})
     log.write_text(json.dumps({"stages": stages, "total_minutes": round(sum(x["minutes"] for x in stages), 1)}, indent=2))
     print(f"trained in {minutes:.1f} min on {device}; weights in {out}", flush=True)
     return 0
