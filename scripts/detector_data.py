@@ -66,8 +66,8 @@ def backgrounds(data_root: Path, split: str, limit: int, seed: int) -> list[np.n
 
 def write_yolo_split(root: Path, split: str, bgs: list[np.ndarray], n: int, seed: int, fonts: list[str],
                      tile: int, rich: bool = True) -> None:
-    """`n` training tiles. `rich` (the default since stage 4 of the card): more and more varied
-    annotation text, and cut lines keep their labelled pieces (see synth.render and crop_tile)."""
+    """`n` training tiles. `rich` (the default): more and more varied annotation text, and cut lines
+    keep their labelled pieces (see synth.render and crop_tile)."""
     rng = np.random.default_rng(seed)
     texts = TextFactory(seed)
     fp = font_paths(fonts)
