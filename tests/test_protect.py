@@ -161,21 +161,20 @@ def test_every_byte_of_a_sealed_region_is_authenticated():
     pixels = np.arange(40 * 50, dtype=np.uint16).reshape(40, 50)
     sealed = seal_region(dek, 7, 0, pixels, Box(5, 6, 17, 14))
     assert np.array_equal(open_region(dek, 7, sealed), pixels[6:14, 5:17])
-    from dataclasses import replace
 
     for i in range(len(sealed.ciphertext)):  # ciphertext and the 16-byte tag
         ct = bytearray(sealed.ciphertext)
         ct[i] ^= 0x01
         with pytest.raises(IntegrityError, match="Region 0"):
-            open_region(dek, 7, replace(sealed, ciphertext=bytes(ct)))
+            open_region(dek, 7, sealed._replace(ciphertext=bytes(ct)))
     for i in range(len(sealed.nonce)):
         nonce = bytearray(sealed.nonce)
         nonce[i] ^= 0x80
         with pytest.raises(IntegrityError):
-            open_region(dek, 7, replace(sealed, nonce=bytes(nonce)))
-    aad_changes = [replace(sealed, index=1), replace(sealed, box=Box(6, 6, 18, 14)),
-                   replace(sealed, box=Box(5, 6, 17, 14, frame=1)), replace(sealed, dtype="<i2"),
-                   replace(sealed, dtype=">u2"), replace(sealed, shape=(12, 8))]
+            open_region(dek, 7, sealed._replace(nonce=bytes(nonce)))
+    aad_changes = [sealed._replace(index=1), sealed._replace(box=Box(6, 6, 18, 14)),
+                   sealed._replace(box=Box(5, 6, 17, 14, frame=1)), sealed._replace(dtype="<i2"),
+                   sealed._replace(dtype=">u2"), sealed._replace(shape=(12, 8))]
     for changed in aad_changes:
         with pytest.raises(IntegrityError):
             open_region(dek, 7, changed)
@@ -198,6 +197,10 @@ def test_region_aad_layout_is_stable_and_batch_sealing_matches():
     for r, b in zip(batch, boxes):
         assert np.array_equal(open_region(dek, 9, r), pixels[b.frame, b.y0:b.y1, b.x0:b.x1])
     assert np.array_equal(open_region(dek, 9, seal_region(dek, 9, 1, pixels, boxes[1], 2)), pixels[1, 3:19, 3:20])
+    rgb = np.arange(20 * 30 * 3, dtype=np.uint8).reshape(20, 30, 3)  # a colour image: 3-axis regions
+    sealed = seal_regions(dek, 9, rgb, boxes[:1] * 3, start=4)
+    assert [r.index for r in sealed] == [4, 5, 6] and len({r.nonce for r in sealed}) == 3
+    assert all(np.array_equal(open_region(dek, 9, r), rgb[2:7, 1:9]) for r in sealed)
 
 
 def test_every_byte_of_a_wrapped_key_is_authenticated():
