@@ -183,8 +183,9 @@ downloaded weights), trained offline by this repository.
   a whole-image pass (plus one at 832 px for images up to 520 px, whose smallest text the 416-px pass
   shrinks) and, for larger images, native-resolution 416-px tiles (overlap 128). A tile box touching
   a border shared with a neighbouring tile is kept only when another pass saw text there too (phantoms
-  at tile borders); the whole-image pass's small boxes stretch only tile boxes on their own line;
-  NMS grows a kept piece over the whole line it suppresses; pieces of one line are merged; an
+  at tile borders), and is dropped when another pass drew the whole line around it (the strip a
+  border cut off); the whole-image pass's small boxes stretch only tile boxes on their own line;
+  NMS grows the kept box along its line over the boxes it suppresses; pieces of one line are merged; an
   `annotation` box (kept visible by default) below 0.5 confidence is sealed as PHI; each box grows by
   12% of its height (35% more at the line's ends).
 - Training ({train.get('total_minutes', '?')} min of training in all on 2 CPU cores{_data_minutes(train)}), evaluation

@@ -85,6 +85,28 @@ def test_tile_border_boxes_need_a_second_sighting():
     assert len(combine([empty, inner], h, w)) == 1
 
 
+def test_a_strip_cut_off_by_a_tile_border_gives_way_to_the_whole_line():
+    """Tiles starting at y=0 and y=288 on a 1000 x 1000 image: the upper one's bottom border (416)
+    cuts the top strip off a line the lower one sees whole. One box for the line, not a sliver too;
+    but a piece that reaches beyond what the other pass saw is kept (and joins the line)."""
+    from core.ml.detector import Pass, combine
+
+    h = w = 1000
+    empty = Pass(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int))
+
+    def tile(y, x, boxes, conf=0.6):
+        xyxy = np.array(boxes, float).reshape(-1, 4)
+        return Pass(xyxy, np.full(len(xyxy), conf), np.zeros(len(xyxy), int), (y, x))
+
+    strip, whole = tile(0, 0, [[100, 404, 300, 416]], 0.7), tile(288, 0, [[98, 402, 302, 432]])
+    got = combine([empty, strip, whole], h, w)
+    assert [(d.box.x0, d.box.y0, d.box.x1, d.box.y1) for d in got] == [(98, 402, 302, 432)]
+    # the other pass saw only part of this line (up to x=250): the piece is kept and the line is whole
+    longer = tile(288, 0, [[98, 402, 250, 432]])
+    got = combine([empty, tile(0, 0, [[100, 404, 300, 416]], 0.7), longer], h, w)
+    assert min(d.box.x0 for d in got) <= 100 and max(d.box.x1 for d in got) >= 300
+
+
 def test_sealing_margin_is_wider_at_the_line_ends():
     g = detector._grow(Box(100, 100, 200, 120), 1000, 1000, detector.PAD)
     assert 100 - g.x0 > 100 - g.y0 >= 2 and g.x1 - 200 == 100 - g.x0 and g.y1 - 120 == 100 - g.y0

@@ -223,31 +223,58 @@ def _supported(box: np.ndarray, c: int, others: list[tuple[np.ndarray, np.ndarra
     return False
 
 
+CONTAINED = 0.3  # tolerance, in line heights, for a cut tile box to count as inside another pass's box
+
+
+def _redundant(box: np.ndarray, c: int, others: list[tuple[np.ndarray, np.ndarray]], tol: float = CONTAINED) -> bool:
+    """Another pass drew a larger box of this class (or PHI) around this one (give or take `tol` of its
+    height on each side): a neighbour tile saw the whole line of which this is the strip its own border
+    cut off, so this box adds nothing (and would stand as a second, sliver-shaped box of the line)."""
+    area = max(1e-6, (box[2] - box[0]) * (box[3] - box[1]))
+    t = tol * (box[3] - box[1])
+    for xyxy, cl in others:
+        o = xyxy[(cl == c) | (cl == PHI)]
+        if not len(o):
+            continue
+        inside = (o[:, 0] <= box[0] + t) & (o[:, 2] >= box[2] - t) & (o[:, 1] <= box[1] + t) & (o[:, 3] >= box[3] - t)
+        larger = (o[:, 2] - o[:, 0]) * (o[:, 3] - o[:, 1]) >= 1.2 * area
+        if (inside & larger).any():
+            return True
+    return False
+
+
 def combine(passes: list[Pass], h: int, w: int, conf: float = 0.25, iou: float = 0.45,
             frame: int = 0, annotation_sure: float | None = None) -> list[Detection]:
     """One box per text line from the passes: boxes under `conf` dropped; the whole-image pass's
     small boxes on tiled images only stretch tile boxes (_use_coarse); a tile box that touches a
     border shared with a neighbouring tile is kept only when another pass saw text there too (the
     neighbour overlaps it by 128 px, so a real cut line is seen whole or in part there, while a
-    phantom at a tile's border is not); per-class NMS; lines merged."""
+    phantom at a tile's border is not), and is dropped when another pass drew the whole line around it
+    (_redundant: the strip a tile border cut off); per-class NMS that grows the kept box over the
+    same line's suppressed boxes; lines merged."""
     annotation_sure = ANNOTATION_SURE if annotation_sure is None else annotation_sure
     kept = [Pass(p.xyxy[p.conf >= conf], p.conf[p.conf >= conf], p.cls[p.conf >= conf], p.tile) for p in passes]
     tiled = any(p.tile is not None for p in kept)
     boxes, scores, classes = [], [], []
     coarse = (np.zeros((0, 4)), np.zeros(0), np.zeros(0, int))
+    # the whole-image pass saw a tiled image shrunk: lines it drew under MIN_WHOLE_PX tall are coarse
+    # guesses, kept aside for _use_coarse (they stretch tile boxes, or stand where tiles saw nothing)
+    small = [(q.xyxy[:, 3] - q.xyxy[:, 1]) * (TILE / max(h, w)) < MIN_WHOLE_PX if q.tile is None and tiled
+             else np.zeros(len(q.xyxy), bool) for q in kept]
+    # what can show that a cut tile box's line was seen whole elsewhere: every box but the coarse guesses
+    precise = [(q.xyxy[~sm], q.cls[~sm]) for q, sm in zip(kept, small)]
     for n, p in enumerate(kept):
         xyxy, sc, cl = p.xyxy, p.conf, p.cls
         if p.tile is None and tiled:
-            # the whole-image pass saw the image shrunk: lines it drew under MIN_WHOLE_PX tall are coarse
-            # guesses, kept aside for _use_coarse (they stretch tile boxes, or stand where tiles saw nothing)
-            small = (xyxy[:, 3] - xyxy[:, 1]) * (TILE / max(h, w)) < MIN_WHOLE_PX
-            coarse = (xyxy[small], sc[small], cl[small])
-            xyxy, sc, cl = xyxy[~small], sc[~small], cl[~small]
+            coarse = (xyxy[small[n]], sc[small[n]], cl[small[n]])
+            xyxy, sc, cl = xyxy[~small[n]], sc[~small[n]], cl[~small[n]]
         elif p.tile is not None and len(xyxy):
             edge = _at_inner_edge(xyxy, p.tile, h, w)
             if edge.any():
                 others = [(q.xyxy, q.cls) for m, q in enumerate(kept) if m != n]
-                ok = np.array([not e or _supported(xyxy[k], int(cl[k]), others) for k, e in enumerate(edge)])
+                seen = [b for m, b in enumerate(precise) if m != n]
+                ok = np.array([not e or (_supported(xyxy[k], int(cl[k]), others)
+                                         and not _redundant(xyxy[k], int(cl[k]), seen)) for k, e in enumerate(edge)])
                 xyxy, sc, cl = xyxy[ok], sc[ok], cl[ok]
         if len(xyxy):
             boxes.append(xyxy.copy())
@@ -273,8 +300,9 @@ def combine(passes: list[Pass], h: int, w: int, conf: float = 0.25, iou: float =
 
 
 def _nms_grow(xyxy: np.ndarray, sc: np.ndarray, iou: float) -> list[tuple[float, float, float, float, float]]:
-    """NMS that loses no text: a kept box lying inside a box it suppresses on the same line (a tile's
-    cut piece beside the whole line another pass saw) grows to cover it."""
+    """NMS that loses no text: a kept box grows along its line over every box it suppresses there
+    (same line: heights within 1.6x, overlapping by 60% of the lower one), so a tile's cut piece that
+    wins over the longer line another pass saw still seals all of it."""
     import torch
     from torchvision.ops import box_iou, nms
 
@@ -290,7 +318,7 @@ def _nms_grow(xyxy: np.ndarray, sc: np.ndarray, iou: float) -> list[tuple[float,
             ix = min(x1, a1) - max(x0, a0)
             iy = min(y1, b1) - max(y0, b0)
             same_line = max(hk, b1 - b0) <= 1.6 * max(1e-6, min(hk, b1 - b0))
-            if same_line and ix * iy >= 0.9 * (x1 - x0) * hk:  # the kept box is (almost) inside this one
+            if same_line and ix > 0 and iy >= 0.6 * min(hk, b1 - b0):  # the same text on the same line
                 x0, x1 = min(x0, a0), max(x1, a1)
         out.append((x0, y0, x1, y1, sc[k]))
     return out
