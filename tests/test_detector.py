@@ -54,8 +54,32 @@ def test_coarse_whole_image_boxes_only_stretch_tile_boxes_on_their_line():
     assert tiles[0][1].tolist() == [100, 200, 150, 220]  # the coarse box over it is another class
     # a coarse box over a block of two lines widens neither to the block's longest, nor stands on its own
     assert tiles[0][2].tolist() == [300, 400, 340, 420] and tiles[0][3].tolist() == [300, 430, 420, 450]
-    extra = np.concatenate(tiles[1:])
-    assert extra.tolist() == [[500, 500, 560, 540], [90, 190, 300, 230]]  # nothing of its class found there: kept
+    # nothing found there by the tiles: kept; the tiles read the text under the other-class box: dropped
+    assert np.concatenate(tiles[1:]).tolist() == [[500, 500, 560, 540]]
+
+
+def test_a_coarse_box_between_two_lines_stretches_neither():
+    """The shrunk whole-image view drew a box half a line off (between two right-aligned lines, as
+    long as the longer one): the shorter line it overlaps must not grow to its length."""
+    tiles = [np.array([[300.0, 63, 402, 80], [250, 84, 402, 101]])]
+    scores, classes = [np.array([0.8, 0.8])], [np.array([0, 0])]
+    detector._use_coarse(tiles, scores, classes, (np.array([[197.0, 47, 400, 74]]), np.array([0.3]), np.array([0])))
+    assert tiles[0].tolist() == [[300, 63, 402, 80], [250, 84, 402, 101]] and len(tiles) == 1
+
+
+def test_a_whole_image_box_around_a_block_of_tile_lines_gives_way_to_them():
+    """On a tiled image the whole-image pass drew one 50-px box around three 16-px lines the tiles read
+    one by one: the lines stand, the block box does not (it would be a fourth, wrong-shaped box)."""
+    from core.ml.detector import Pass, combine
+
+    lines = [[1420, 1486, 1566, 1502], [1438, 1504, 1566, 1520], [1419, 1523, 1566, 1539]]
+    whole = Pass(np.array([[1423.0, 1494, 1580, 1543]]), np.array([0.45]), np.array([0]))
+    tile = Pass(np.array(lines, float), np.array([0.9, 0.8, 0.85]), np.zeros(3, int), (1152, 1152))
+    got = combine([whole, tile], 1600, 1600)
+    assert sorted((d.box.x0, d.box.y0, d.box.x1, d.box.y1) for d in got) == sorted(map(tuple, lines))
+    # with no tile line under it, the same box is all there is, and stands
+    got = combine([whole, Pass(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int), (1152, 1152))], 1600, 1600)
+    assert [(d.box.x0, d.box.y0, d.box.x1, d.box.y1) for d in got] == [(1423, 1494, 1580, 1543)]
 
 
 def test_tile_border_boxes_need_a_second_sighting():

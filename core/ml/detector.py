@@ -127,18 +127,23 @@ def _use_coarse(boxes: list[np.ndarray], scores: list[np.ndarray], classes: list
                 coarse: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
     """Fold the whole-image pass's coarse boxes into the tiles' (in place): where tile boxes of the
     class touch one, the tiles read those lines and the coarse box only tells how far along they run
-    (their ends are stretched to it); where none does, the coarse box stands on its own."""
+    (the ends of a box on its very line, overlapping it by half the taller one's height, are stretched
+    to it); where tile boxes of any class touch it, it does not stand on its own (the tiles, at full
+    resolution, read that text); where none does, it stands."""
     cx, cs, cc = coarse
     for k in range(len(cx)):
         x0, y0, x1, y1 = cx[k]
         touched = False
         for bx, cl_ in zip(boxes, classes):
-            hit = (cl_ == cc[k]) & (bx[:, 0] < x1) & (bx[:, 2] > x0) & (bx[:, 1] < y1) & (bx[:, 3] > y0)
+            near = (bx[:, 0] < x1) & (bx[:, 2] > x0) & (bx[:, 1] < y1) & (bx[:, 3] > y0)
+            touched |= bool(near.any())
+            hit = near & (cl_ == cc[k])
             if hit.any():
-                touched = True
                 # stretch only a box on the same single line: a coarse box over a whole block of lines
                 # would widen every short line of the block to the block's longest
-                line = hit & ((y1 - y0) <= COARSE_LINE * (bx[:, 3] - bx[:, 1]))
+                th = bx[:, 3] - bx[:, 1]
+                iy = np.minimum(bx[:, 3], y1) - np.maximum(bx[:, 1], y0)
+                line = hit & ((y1 - y0) <= COARSE_LINE * th) & (iy >= 0.5 * np.maximum(th, y1 - y0))
                 bx[line, 0], bx[line, 2] = np.minimum(bx[line, 0], x0), np.maximum(bx[line, 2], x1)
         if not touched:
             boxes.append(cx[k:k + 1])
@@ -223,6 +228,22 @@ def _supported(box: np.ndarray, c: int, others: list[tuple[np.ndarray, np.ndarra
     return False
 
 
+def _spans_lines(xyxy: np.ndarray, tile_boxes: np.ndarray) -> np.ndarray:
+    """Boxes holding the centres of tile boxes on two or more lines (centres further apart vertically
+    than half a line): the shrunk whole-image view drew one box around a block of lines."""
+    out = np.zeros(len(xyxy), bool)
+    if not len(tile_boxes):
+        return out
+    cx, cy = (tile_boxes[:, 0] + tile_boxes[:, 2]) / 2, (tile_boxes[:, 1] + tile_boxes[:, 3]) / 2
+    th = tile_boxes[:, 3] - tile_boxes[:, 1]
+    for k, (x0, y0, x1, y1) in enumerate(xyxy):
+        inside = (cx > x0) & (cx < x1) & (cy > y0) & (cy < y1)
+        if inside.sum() >= 2:
+            ys = cy[inside]
+            out[k] = ys.max() - ys.min() > 0.5 * float(np.median(th[inside]))
+    return out
+
+
 CONTAINED = 0.3  # tolerance, in line heights, for a cut tile box to count as inside another pass's box
 
 
@@ -261,6 +282,9 @@ def combine(passes: list[Pass], h: int, w: int, conf: float = 0.25, iou: float =
     # guesses, kept aside for _use_coarse (they stretch tile boxes, or stand where tiles saw nothing)
     small = [(q.xyxy[:, 3] - q.xyxy[:, 1]) * (TILE / max(h, w)) < MIN_WHOLE_PX if q.tile is None and tiled
              else np.zeros(len(q.xyxy), bool) for q in kept]
+    if tiled:  # so are its boxes drawn around a block of lines the tiles read one by one
+        tile_boxes = np.concatenate([np.zeros((0, 4))] + [q.xyxy for q in kept if q.tile is not None])
+        small = [sm | _spans_lines(q.xyxy, tile_boxes) if q.tile is None else sm for q, sm in zip(kept, small)]
     # what can show that a cut tile box's line was seen whole elsewhere: every box but the coarse guesses
     precise = [(q.xyxy[~sm], q.cls[~sm]) for q, sm in zip(kept, small)]
     for n, p in enumerate(kept):
