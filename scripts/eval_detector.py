@@ -184,7 +184,8 @@ downloaded weights), trained offline by this repository.
   shrinks) and, for larger images, native-resolution 416-px tiles (overlap 128). A tile box touching
   a border shared with a neighbouring tile is kept only when another pass saw text there too (phantoms
   at tile borders), and is dropped when another pass drew the whole line around it (the strip a
-  border cut off); the whole-image pass's small boxes stretch only tile boxes on their own line;
+  border cut off); on tiled images the whole-image pass's small boxes, and its boxes drawn around a
+  block of lines, stretch only tile boxes on their very line and stand only where no tile saw text;
   NMS grows the kept box along its line over the boxes it suppresses; pieces of one line are merged; an
   `annotation` box (kept visible by default) below 0.5 confidence is sealed as PHI; each box grows by
   12% of its height (35% more at the line's ends).
