@@ -38,13 +38,16 @@ pixels, frames, photometric = held_px.pixels, held_px.frames, held_px.photometri
 frame = st.number_input("Frame", 0, frames - 1, 0) if frames > 1 else 0
 view = to_display_uint8(pixels, photometric=photometric, frames=frames, frame=frame)
 rows, cols = view.shape[:2]
-cw = min(900, max(cols, 512))  # small images are shown larger; boxes stay in image pixels
-scale = cols / cw
-ch = max(1, int(round(rows / scale)))
 
 has_detector = DEFAULT_WEIGHTS.exists()
 proposals = st.session_state.setdefault("proposals", {})
-if st.button("Detect burned-in text", disabled=not has_detector,
+b1, b2 = st.columns([1, 3], vertical_alignment="bottom")
+# the canvas is as wide as chosen here (boxes stay in image pixels): the whole image must be in view
+cw = b2.slider("Display width (px)", 300, 1400, min(800, max(cols, 500)) // 50 * 50, 50, key=f"protect_zoom_{info.id}",
+               help="Boxes drawn so far are kept when the width changes.")
+scale = cols / cw
+ch = max(1, int(round(rows / scale)))
+if b1.button("Detect burned-in text", disabled=not has_detector,
              help="Runs the trained detector; its boxes appear on the canvas for you to check." if has_detector
              else "No detector weights are installed (models/detector)."):
     with st.spinner("Detecting…"):
@@ -53,24 +56,36 @@ if st.button("Detect burned-in text", disabled=not has_detector,
         proposals[info.id] = found
         st.session_state["canvas_rev"] = st.session_state.get("canvas_rev", 0) + 1
         st.toast(f"{len(found)} region(s) proposed")
-initial = None
-if proposals.get(info.id):
-    initial = fabric_from_boxes([p.box for p in proposals[info.id] if p.box.frame == frame], scale)
+# what the canvas starts from: the detector's proposals, or (when only the width changed) the boxes
+# on the canvas before, so a new width loses nothing drawn; fixed per canvas key
+rev = st.session_state.get("canvas_rev", 0)
+key = f"canvas_{info.id}_{frame}_{rev}_{cw}"
+seeds = st.session_state.setdefault("protect_seeds", {})
+last = st.session_state.setdefault("protect_drawn", {})
+if key not in seeds:
+    before = last.get((info.id, frame))
+    if before is not None and before[0] == rev:
+        seeds[key] = fabric_from_boxes(before[1], scale)
+    elif proposals.get(info.id):
+        seeds[key] = fabric_from_boxes([p.box for p in proposals[info.id] if p.box.frame == frame], scale)
+    else:
+        seeds[key] = None
+canvas = st_canvas(fill_color="rgba(228,87,46,0.25)", stroke_width=2, stroke_color="#e4572e",
+                   background_image=PILImage.fromarray(view).resize((cw, ch)), height=ch, width=cw,
+                   drawing_mode="rect", initial_drawing=seeds[key], key=key, update_streamlit=True)
+drawn = boxes_from_fabric(canvas.json_data, scale, rows, cols, frame) if canvas.json_data is not None else \
+    (last[(info.id, frame)][1] if (info.id, frame) in last and last[(info.id, frame)][0] == rev else [])
+last[(info.id, frame)] = (rev, drawn)
 
 left, right = st.columns([3, 2])
 with left:
-    canvas = st_canvas(fill_color="rgba(228,87,46,0.25)", stroke_width=2, stroke_color="#e4572e",
-                       background_image=PILImage.fromarray(view).resize((cw, ch)), height=ch, width=cw,
-                       drawing_mode="rect", initial_drawing=initial,
-                       key=f"canvas_{info.id}_{frame}_{st.session_state.get('canvas_rev', 0)}", update_streamlit=True)
-    drawn = boxes_from_fabric(canvas.json_data, scale, rows, cols, frame)
-with right:
     st.markdown(f"**{len(drawn)} region(s)** in image pixels (edit or delete rows to fix them)")
     table = pd.DataFrame([{"x0": b.x0, "y0": b.y0, "x1": b.x1, "y1": b.y1, "class": "phi"} for b in drawn],
                          columns=["x0", "y0", "x1", "y1", "class"])
     edited = st.data_editor(
         table, num_rows="dynamic", hide_index=True, key=f"regions_{info.id}_{frame}_{len(drawn)}_{hash(tuple(drawn))}",
         column_config={"class": st.column_config.SelectboxColumn(options=list(protect.REGION_CLASSES), required=True)})
+with right:
     mask = st.selectbox("Mask", MASKS, key="protect_mask",
                         help="How sealed regions look in the protected image.")
     if mask in MASK_WARNINGS:

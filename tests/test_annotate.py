@@ -64,3 +64,21 @@ def test_save_review_and_next_image(rt, make_user):
 
     with rt.session() as s:
         assert s.get(Image, ids[0]).label == "PNEUMONIA"
+
+
+def test_canvas_objects_are_placed_by_their_origin():
+    """Fabric.js 7 places objects by their centre unless told otherwise: what is written says
+    left/top, and what is read is placed by the origin it names."""
+    from core.crypto.sealing import Box
+    from core.imaging.canvas import boxes_from_fabric, fabric_from_boxes
+
+    (obj,) = fabric_from_boxes([Box(100, 40, 300, 60)], 2.0)["objects"]
+    assert (obj["originX"], obj["originY"], obj["left"], obj["top"]) == ("left", "top", 50, 20)
+    assert all(o["originX"] == "left" and o["originY"] == "top" for o in fabric_from_shapes(SHAPES, 1.0)["objects"])
+    centred = {"type": "Rect", "originX": "center", "originY": "center", "left": 100, "top": 25, "width": 100,
+               "height": 10, "scaleX": 1, "scaleY": 1}
+    assert boxes_from_fabric({"objects": [centred]}, 2.0, 500, 500) == [Box(100, 40, 300, 60)]
+    path = {"type": "Path", "originX": "center", "originY": "center", "left": 130, "top": 35, "width": 40,
+            "height": 30, "pathOffset": {"x": 30, "y": 35}, "path": [["M", 10, 20], ["L", 50, 20], ["L", 50, 50], ["Z"]]}
+    (shape,) = shapes_from_fabric({"objects": [path]}, 1.0, 300, 300)
+    assert shape["points"][0] == [110, 20]

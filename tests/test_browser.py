@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import subprocess
@@ -10,7 +11,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image as PILImage
 
 from core import runtime as runtime_mod
 from core.services import users
@@ -127,10 +130,25 @@ def test_login_upload_reload_logout_in_chromium(server, tmp_path):
             page.mouse.up()
             expect(page.get_by_role("button", name="Seal 1 region(s) and protect")).to_be_visible(timeout=30_000)
             settle(page)
+            canvas_width = bb["width"]
+            # a narrower display keeps the box, drawn where it was on the image (Fabric.js 7 places
+            # objects by their centre unless told otherwise: the box must come back by its corner)
+            page.get_by_role("slider").first.focus()
+            page.keyboard.press("ArrowLeft")
+            settle(page)
+            canvas = page.locator("canvas.upper-canvas").first
+            expect(page.get_by_role("button", name="Seal 1 region(s) and protect")).to_be_visible(timeout=30_000)
+            nb = canvas.bounding_box()
+            assert nb["width"] < canvas_width - 20
+            shot = np.asarray(PILImage.open(io.BytesIO(canvas.screenshot())).convert("RGB")).astype(int)
+            k = nb["width"] / canvas_width
+            y, x0, x1 = round(30 * k), round(20 * k) + 4, round(120 * k) - 4
+            band = shot[y - 2:y + 3, x0:x1]
+            stroke = (band[..., 0] > 170) & (band[..., 1] < 150) & (band[..., 2] < 120)
+            assert stroke.any(axis=0).mean() > 0.8, "the box is not drawn where it was on the image"
             page.screenshot(path=str(ARTIFACTS / "browser-protect.png"))
             page.get_by_role("button", name="Seal 1 region(s) and protect").click()
             expect(page.get_by_text("protected: 1 region(s) sealed")).to_be_visible(timeout=30_000)
-            canvas_width = bb["width"]
 
             # annotate: draw a rectangle, label the image, save
             page.get_by_role("link", name="Annotate").click()

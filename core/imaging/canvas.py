@@ -8,15 +8,33 @@ from __future__ import annotations
 from core.crypto.sealing import Box
 
 
+# Fabric.js 7 places an object by its centre unless told otherwise (originX/originY "center" is its
+# default; earlier versions used "left"/"top"): every object written here says "left"/"top", and
+# every object read is placed by the origin it names (absent: the drawing's own left/top corner).
+ORIGIN = {"originX": "left", "originY": "top"}
+_SHIFT = {"left": 0.0, "top": 0.0, "center": 0.5, "right": 1.0, "bottom": 1.0}
+
+
+def _top_left(obj: dict, w: float, h: float) -> tuple[float, float]:
+    """The object's top-left corner on the canvas, whatever origin it is placed by."""
+    def shift(v) -> float:
+        if isinstance(v, (int, float)):
+            return float(v)
+        return _SHIFT.get(str(v).lower(), 0.0)
+
+    return (float(obj.get("left", 0)) - shift(obj.get("originX", "left")) * w,
+            float(obj.get("top", 0)) - shift(obj.get("originY", "top")) * h)
+
+
 def boxes_from_fabric(json_data: dict | None, scale: float, rows: int, cols: int,
                       frame: int = 0) -> list[Box]:
     out: list[Box] = []
     for obj in (json_data or {}).get("objects", []) or []:
         if str(obj.get("type", "")).lower() != "rect":
             continue
-        left, top = float(obj.get("left", 0)), float(obj.get("top", 0))
         w = float(obj.get("width", 0)) * float(obj.get("scaleX", 1) or 1)
         h = float(obj.get("height", 0)) * float(obj.get("scaleY", 1) or 1)
+        left, top = _top_left(obj, w, h)
         if w < 0:
             left, w = left + w, -w
         if h < 0:
@@ -32,18 +50,19 @@ def fabric_from_boxes(boxes: list[Box], scale: float, stroke: str = "#e4572e") -
     return {"version": "7.0.0", "objects": [
         {"type": "Rect", "left": b.x0 / scale, "top": b.y0 / scale, "width": (b.x1 - b.x0) / scale,
          "height": (b.y1 - b.y0) / scale, "fill": "rgba(228,87,46,0.25)", "stroke": stroke,
-         "strokeWidth": 2, "scaleX": 1, "scaleY": 1} for b in boxes]}
+         "strokeWidth": 2, "scaleX": 1, "scaleY": 1, **ORIGIN} for b in boxes]}
 
 
 def _abs_points(obj: dict, pts: list[tuple[float, float]]) -> list[tuple[float, float]]:
     """Fabric keeps path/polygon points in the object's own plane: place them on the canvas with
-    left/top, the path offset and the scale (no rotation is drawn by this canvas)."""
+    the object's position (by its origin), the path offset and the scale (no rotation is drawn by this canvas)."""
     sx, sy = float(obj.get("scaleX", 1) or 1), float(obj.get("scaleY", 1) or 1)
     off = obj.get("pathOffset")
     if not off:
         return pts
-    cx = float(obj.get("left", 0)) + float(obj.get("width", 0)) * sx / 2
-    cy = float(obj.get("top", 0)) + float(obj.get("height", 0)) * sy / 2
+    w, h = float(obj.get("width", 0)) * sx, float(obj.get("height", 0)) * sy
+    x0, y0 = _top_left(obj, w, h)
+    cx, cy = x0 + w / 2, y0 + h / 2
     return [(cx + (x - float(off["x"])) * sx, cy + (y - float(off["y"])) * sy) for x, y in pts]
 
 
@@ -82,12 +101,13 @@ def fabric_from_shapes(shapes: list[dict], scale: float, stroke: str = "#2e86de"
         if sh["kind"] == "rect":
             x0, y0, x1, y1 = sh["box"]
             objs.append({"type": "Rect", "left": x0 / scale, "top": y0 / scale, "width": (x1 - x0) / scale,
-                         "height": (y1 - y0) / scale, "fill": "rgba(46,134,222,0.2)", "stroke": stroke, "strokeWidth": 2})
+                         "height": (y1 - y0) / scale, "fill": "rgba(46,134,222,0.2)", "stroke": stroke, "strokeWidth": 2,
+                         **ORIGIN})
         else:
             pts = [[x / scale, y / scale] for x, y in sh["points"]]
             cmds = [["M", *pts[0]]] + [["L", *p] for p in pts[1:]] + ([["Z"]] if sh["kind"] == "polygon" else [])
             objs.append({"type": "Path", "path": cmds, "fill": "rgba(46,134,222,0.2)" if sh["kind"] == "polygon" else None,
-                         "stroke": stroke, "strokeWidth": max(1, sh.get("width", 2) / scale)})
+                         "stroke": stroke, "strokeWidth": max(1, sh.get("width", 2) / scale), **ORIGIN})
     return {"version": "7.0.0", "objects": objs}
 
 
