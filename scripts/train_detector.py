@@ -46,9 +46,8 @@ def main() -> int:
     ap.add_argument("--out", default=str(OUT), help="where the weights, ONNX export and training log go")
     args = ap.parse_args()
     out = Path(args.out)
-    yolo_env.configure(WORK / "yolo-config")
+    YOLO = yolo_env.import_yolo(WORK / "yolo-config")  # offline, and on every core
     import torch
-    from ultralytics import YOLO
 
     device = ("0" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     ds = WORK / f"ds-v{DATA_VERSION}-seed{args.seed}-n{args.n_train}-{args.imgsz}"

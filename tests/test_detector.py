@@ -206,6 +206,21 @@ def test_detect_runs_offline_on_large_images(tiny_weights, monkeypatch):
     assert detector.load(tiny_weights) is detector.load(tiny_weights)  # loaded once per process
 
 
+def test_ultralytics_leaves_the_process_its_threads(tiny_weights):
+    """ultralytics sets torch's thread count to os.cpu_count() - 1 (at most 8) on every CPU predict:
+    one thread on a 2-core machine, for every model of the process. The count the process had stays."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(11)  # never ultralytics' own choice
+        yolo_env.import_yolo()
+        detector.detect(np.zeros((300, 300), np.uint8), model=detector.load(tiny_weights))
+        assert torch.get_num_threads() == 11
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_weights_are_checked(tiny_weights):
     from core.errors import IntegrityError, NotFound
 

@@ -39,15 +39,20 @@ def configure(config_dir: Path | None = None) -> Path:
     return cfg
 
 
-def import_yolo():
+def import_yolo(config_dir: Path | None = None):
     """`ultralytics.YOLO`, imported with PIL.Image.open put back afterwards: ultralytics patches it
     process-wide to try a HEIF plugin (and an install) on unreadable files, which would change how
     every hostile upload is refused."""
-    configure()
+    configure(config_dir)
     from PIL import Image
 
     original = Image.open
+    import torch
     from ultralytics import YOLO
+    from ultralytics.utils import torch_utils
 
     Image.open = original
+    # select_device() sets torch's thread count to ultralytics' NUM_THREADS, os.cpu_count() - 1, on every
+    # CPU predict and train: one thread on a 2-core machine, for the whole process. Keep the process's own.
+    torch_utils.NUM_THREADS = torch.get_num_threads()
     return YOLO
