@@ -60,22 +60,23 @@ if b1.button("Detect burned-in text", disabled=not has_detector,
 # on the canvas before, so a new width loses nothing drawn; fixed per canvas key
 rev = st.session_state.get("canvas_rev", 0)
 key = f"canvas_{info.id}_{frame}_{rev}_{cw}"
-seeds = st.session_state.setdefault("protect_seeds", {})
-last = st.session_state.setdefault("protect_drawn", {})
-if key not in seeds:
-    before = last.get((info.id, frame))
-    if before is not None and before[0] == rev:
-        seeds[key] = fabric_from_boxes(before[1], scale)
+# the boxes last seen on this image and frame, if no detection has run since
+before = st.session_state.get("protect_drawn", {}).get((info.id, frame, rev))
+seed = st.session_state.get("protect_seed")
+if seed is None or seed[0] != key:
+    if before is not None:
+        seed = (key, fabric_from_boxes(before, scale))
     elif proposals.get(info.id):
-        seeds[key] = fabric_from_boxes([p.box for p in proposals[info.id] if p.box.frame == frame], scale)
+        seed = (key, fabric_from_boxes([p.box for p in proposals[info.id] if p.box.frame == frame], scale))
     else:
-        seeds[key] = None
+        seed = (key, None)
+    st.session_state["protect_seed"] = seed
 canvas = st_canvas(fill_color="rgba(228,87,46,0.25)", stroke_width=2, stroke_color="#e4572e",
                    background_image=PILImage.fromarray(view).resize((cw, ch)), height=ch, width=cw,
-                   drawing_mode="rect", initial_drawing=seeds[key], key=key, update_streamlit=True)
-drawn = boxes_from_fabric(canvas.json_data, scale, rows, cols, frame) if canvas.json_data is not None else \
-    (last[(info.id, frame)][1] if (info.id, frame) in last and last[(info.id, frame)][0] == rev else [])
-last[(info.id, frame)] = (rev, drawn)
+                   drawing_mode="rect", initial_drawing=seed[1], key=key, update_streamlit=True)
+# until a new canvas answers (json_data None), the boxes it was seeded with are the ones on it
+drawn = boxes_from_fabric(canvas.json_data, scale, rows, cols, frame) if canvas.json_data is not None else (before or [])
+st.session_state["protect_drawn"] = {(info.id, frame, rev): drawn}
 
 left, right = st.columns([3, 2])
 with left:
