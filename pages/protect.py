@@ -61,7 +61,8 @@ if b1.button("Detect burned-in text", disabled=not has_detector,
 rev = st.session_state.get("canvas_rev", 0)
 key = f"canvas_{info.id}_{frame}_{rev}_{cw}"
 # the boxes last seen on this image and frame, if no detection has run since
-before = st.session_state.get("protect_drawn", {}).get((info.id, frame, rev))
+last = st.session_state.get("protect_drawn")  # (image, frame, detection rev), boxes
+before = last[1] if last and last[0] == (info.id, frame, rev) else None
 seed = st.session_state.get("protect_seed")
 if seed is None or seed[0] != key:
     if before is not None:
@@ -76,7 +77,7 @@ canvas = st_canvas(fill_color="rgba(228,87,46,0.25)", stroke_width=2, stroke_col
                    drawing_mode="rect", initial_drawing=seed[1], key=key, update_streamlit=True)
 # until a new canvas answers (json_data None), the boxes it was seeded with are the ones on it
 drawn = boxes_from_fabric(canvas.json_data, scale, rows, cols, frame) if canvas.json_data is not None else (before or [])
-st.session_state["protect_drawn"] = {(info.id, frame, rev): drawn}
+st.session_state["protect_drawn"] = ((info.id, frame, rev), drawn)
 
 left, right = st.columns([3, 2])
 with left:
