@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 import sys
 import time
 from pathlib import Path
@@ -26,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from core.imaging.decode import decode_image  # noqa: E402
 from core.imaging.display import to_display_uint8  # noqa: E402
-from core.ml import detector  # noqa: E402
+from core.ml import detector, textverify  # noqa: E402
 from core.ml.synth import HELDOUT_FONTS  # noqa: E402
 from scripts.detector_data import backgrounds, full_images  # noqa: E402
 
@@ -44,7 +45,7 @@ def iou(a, b) -> float:
     return inter / union if union else 0.0
 
 
-def score(samples, confs: list[float], model, iou_thr: float = 0.5) -> dict[float, dict]:
+def score(samples, confs: list[float], model, iou_thr: float = 0.5, verifier=None) -> dict[float, dict]:
     """Figures at each confidence threshold. The model runs once per image at the lowest threshold;
     `combine` at a higher one keeps exactly what a run at that threshold keeps (greedy NMS among the
     boxes above it is the same), so every row is what `detect(conf=...)` gives."""
@@ -58,7 +59,10 @@ def score(samples, confs: list[float], model, iou_thr: float = 0.5) -> dict[floa
         for conf in confs:
             a = acc[conf]
             t = time.perf_counter()
-            raw = [d for d in detector.combine(passes, h, w, conf=conf) if d.cls == "phi"]
+            found = detector.combine(passes, h, w, conf=conf)
+            if verifier is not None:  # the pipeline's second look (detector.detect does the same)
+                found = textverify.apply(s.image, found, verifier)
+            raw = [d for d in found if d.cls == "phi"]
             # the model's boxes are matched at IoU 0.5; the sealed ones (grown by the pipeline's margin) measure cover
             dets = detector.seal_boxes(raw, h, w)
             a["times"].append(t_passes + time.perf_counter() - t)
@@ -98,7 +102,7 @@ def score(samples, confs: list[float], model, iou_thr: float = 0.5) -> dict[floa
     return out
 
 
-def render_real(data_root: Path, conf: float, model) -> list[dict]:
+def render_real(data_root: Path, conf: float, model, verifier=None) -> list[dict]:
     (OUT / "samples").mkdir(parents=True, exist_ok=True)
     rows = []
     for rel in REAL:
@@ -107,7 +111,7 @@ def render_real(data_root: Path, conf: float, model) -> list[dict]:
             continue
         img = decode_image(p.read_bytes())
         view = to_display_uint8(img.pixels, photometric=img.photometric, frames=img.frames)
-        dets = detector.detect(view, conf=conf, model=model)
+        dets = detector.detect(view, conf=conf, model=model, verify=verifier is not None, verifier=verifier)
         im = Image.fromarray(view).convert("RGB")
         d = ImageDraw.Draw(im)
         for det in dets:
@@ -131,17 +135,23 @@ def main() -> int:
     ap.add_argument("--also-conf", type=float, nargs="*", default=[0.3, 0.35], help="other thresholds, for comparison")
     ap.add_argument("--weights", default=str(detector.DEFAULT_WEIGHTS))
     ap.add_argument("--out", default=None, help="where metrics.json, the card and the renders go (models/detector)")
+    ap.add_argument("--verifier", default=str(textverify.DEFAULT_WEIGHTS),
+                    help="the text verifier's weights ('none': the detector alone)")
     args = ap.parse_args()
     OUT = Path(args.out) if args.out else OUT
     root = Path(args.data_root)
     model = detector.load(args.weights)
+    verifier = None if args.verifier == "none" else textverify.load(args.verifier)
     confs = sorted({args.conf, *args.also_conf})
     bgs = backgrounds(root, "val", 400, 3)
-    heldout = score(full_images(bgs, args.n, 3, HELDOUT_FONTS), confs, model)
-    large = score(full_images(bgs, args.n_large, 4, HELDOUT_FONTS, large=True), confs, model)
+    heldout = score(full_images(bgs, args.n, 3, HELDOUT_FONTS), confs, model, verifier=verifier)
+    large = score(full_images(bgs, args.n_large, 4, HELDOUT_FONTS, large=True), confs, model, verifier=verifier)
     res = {"conf": args.conf, "heldout": heldout[args.conf], "heldout_large_2000_3000px_text_18_20px": large[args.conf],
            "thresholds": {str(c): {"heldout": heldout[c], "large": large[c]} for c in confs},
-           "real_samples": render_real(root, args.conf, model)}
+           "verifier": None if verifier is None else {"weights": Path(args.verifier).name,
+                                                      "sha256": detector.file_sha256(Path(args.verifier)),
+                                                      "policy": asdict(textverify.Policy())},
+           "real_samples": render_real(root, args.conf, model, verifier)}
     res["weights_sha256"] = detector.file_sha256(Path(args.weights))
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "metrics.json").write_text(json.dumps(res, indent=2))
@@ -156,6 +166,17 @@ def _data_minutes(train: dict) -> str:
         return f", plus {sum(m):.1f} min drawing the data set" + ("s" if len(m) > 1 else "") + \
             f": {sum(m) + train.get('total_minutes', 0):.1f} min from nothing to shipped weights"
     return ", plus a few minutes per stage to draw its data set"
+
+
+def _verifier_line(res: dict) -> str:
+    v = res.get("verifier")
+    if not v:
+        return "- No text verifier: the figures below are the detector's alone.\n"
+    p = v["policy"]
+    return (f"- Text verifier (`models/verifier/{v['weights']}`, sha256 `{v['sha256'][:16]}...`, see its card): a small CNN reads\n"
+            f"  each line's own crop and drops it when P(no text) >= {p['drop_none']}, leaves a PHI line visible as annotation\n"
+            f"  only when P(annotation) >= {p['phi_to_annotation']}, and seals an annotation line as PHI when P(phi) >= "
+            f"{p['annotation_to_phi']}. Every figure below includes it.\n")
 
 
 def write_card(res: dict) -> None:
@@ -189,7 +210,7 @@ downloaded weights), trained offline by this repository.
   NMS grows the kept box along its line over the boxes it suppresses; pieces of one line are merged; an
   `annotation` box (kept visible by default) below 0.5 confidence is sealed as PHI; each box grows by
   12% of its height (35% more at the line's ends).
-- Training ({train.get('total_minutes', '?')} min of training in all on 2 CPU cores{_data_minutes(train)}), evaluation
+{_verifier_line(res)}- Training ({train.get('total_minutes', '?')} min of training in all on 2 CPU cores{_data_minutes(train)}), evaluation
   `python scripts/eval_detector.py`:
 {stages}
 

@@ -96,3 +96,24 @@ def test_segmenter_script_reports_test_split_apart_from_validation(tmp_path):
     assert "research use" in m["licence"]
     model, size, variant = segmenter.load.__wrapped__(str(out / "lung-residual-unet-montgomery.pt"))
     assert size == 32 and variant == "residual-unet"
+
+
+def test_text_verifier_script_trains_and_ships_a_loadable_model(tmp_path):
+    """With no data root (only the script's own ultrasound-like frames) and a few images: the crops
+    are drawn, labelled, the network trained, and its weights load in the app's verifier."""
+    from core.ml import textverify
+
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    cmd = [sys.executable, "scripts/train_text_verifier.py", "--data-root", str(tmp_path / "no-data"), "--n-images", "14",
+           "--epochs", "1", "--out", str(out), "--cache", str(cache)]
+    subprocess.run(cmd, cwd=ROOT, check=True, timeout=600)
+    info = json.loads((out / "training.json").read_text())
+    assert info["images"] == 14 and info["crops"] == sum(info["crops_per_label"]) > 14
+    assert all(n > 0 for n in info["crops_per_label"])  # lines of both kinds and text-free boxes
+    assert len(info["history"]) == 1 and sum(map(sum, info["validation"]["confusion_rows_true_cols_pred"])) > 0
+    assert "Accuracy" in (out / "MODEL_CARD.md").read_text()
+    assert list(cache.glob("crops-v*.npz"))  # kept for a rerun
+    model = textverify.load.__wrapped__(str(out / "medshield-text-verifier.pt"))
+    img = np.zeros((100, 300), np.uint8)
+    p = textverify.probabilities(model, img, [(10, 10, 200, 30)])
+    assert p.shape == (1, 3) and abs(float(p.sum()) - 1) < 1e-5

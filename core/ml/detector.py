@@ -1,6 +1,7 @@
 """Sensitive-text detector: a YOLO model trained by scripts/train_detector.py, loaded once per
 process, run on a whole-image pass plus native-resolution tiles (so 18-px text in a 3000-px image
-is still found), boxes merged across tiles. CPU by default, CUDA when present."""
+is still found), boxes merged across tiles, each line then checked by the text verifier
+(core/ml/textverify.py). CPU by default, CUDA when present."""
 
 from __future__ import annotations
 
@@ -349,8 +350,15 @@ def _nms_grow(xyxy: np.ndarray, sc: np.ndarray, iou: float) -> list[tuple[float,
 
 
 def detect(image8: np.ndarray, conf: float = 0.25, iou: float = 0.45, weights: str | None = None,
-           frame: int = 0, model=None, pad: float = PAD) -> list[Detection]:
-    """Boxes in image pixels for an 8-bit view (H x W or H x W x 3) of the image, grown by `pad`."""
+           frame: int = 0, model=None, pad: float = PAD, verify: bool = True, verifier=None) -> list[Detection]:
+    """Boxes in image pixels for an 8-bit view (H x W or H x W x 3) of the image, grown by `pad`.
+    With `verify` (and shipped verifier weights, or a loaded `verifier`), each line gets the verifier's second look
+    (core/ml/textverify.py: phantoms dropped, PHI and annotation calls checked) before the margin."""
     model = model or load(weights or str(DEFAULT_WEIGHTS))
     h, w = image8.shape[:2]
-    return seal_boxes(combine(run_passes(model, image8, conf, iou), h, w, conf, iou, frame), h, w, pad)
+    dets = combine(run_passes(model, image8, conf, iou), h, w, conf, iou, frame)
+    if verify:
+        from core.ml import textverify
+
+        dets = textverify.apply(image8, dets, verifier)
+    return seal_boxes(dets, h, w, pad)

@@ -25,6 +25,7 @@ SHIPPED = {  # task -> (weights, metrics file, name)
                       "resnet18-breast-us"),
     "segmenter-lung": ("models/segmenter/lung-residual-unet.pt", "models/segmenter/lung-residual-unet.json",
                        "residual-unet-lung"),
+    "text-verifier": ("models/verifier/medshield-text-verifier.pt", "models/verifier/training.json", "text-verifier-cnn"),
 }
 POSITIVE = {"classifier-cxr": "PNEUMONIA", "classifier-us": "malignant"}  # the class triage is about
 

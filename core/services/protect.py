@@ -110,6 +110,19 @@ def _shape_str(shape: tuple[int, ...]) -> str:
     return "x".join(str(int(v)) for v in shape)
 
 
+def _verifier():
+    """The deployed text verifier, checksum-verified (None when none is registered: the detector alone)."""
+    from core.errors import NotFound
+    from core.ml import textverify
+    from core.services.models import deployed_weights
+
+    try:
+        path, sha = deployed_weights("text-verifier")
+    except NotFound:
+        return None
+    return textverify.load(path, sha)
+
+
 def detector_regions(pixels: np.ndarray, frames: int, photometric: str, conf: float, iou: float,
                      keep_annotations: bool = True) -> list[RegionSpec]:
     """Detector proposals on the first frame, repeated on every frame (cine loops keep their
@@ -119,10 +132,11 @@ def detector_regions(pixels: np.ndarray, frames: int, photometric: str, conf: fl
 
     path, sha = deployed_weights("detector")
     model = detector.load(path, sha)  # once per process; refused if the file changed
+    verifier = _verifier()
     window = _window(pixels, frames)
     view = to_display_uint8(pixels, photometric=photometric, frames=frames, window=window)
     specs = []
-    for d in detector.detect(view, conf=conf, iou=iou, model=model):
+    for d in detector.detect(view, conf=conf, iou=iou, model=model, verify=verifier is not None, verifier=verifier):
         if keep_annotations and d.cls == "annotation":
             continue
         for f in range(frames):

@@ -330,6 +330,8 @@ def _finish(job_id: int, status: str, message: str, **result) -> None:
 
 
 def _task_type(model_task: str) -> str:
+    if model_task == "text-verifier":  # the detector's second look: no project trains or evaluates it
+        return "text verification"
     return "classification" if model_task.startswith("classifier") else (
         "segmentation" if model_task.startswith("segmenter") else "detection")
 
@@ -602,6 +604,8 @@ def _evaluate(version_id: int, project_id: int) -> dict:
             raise NotFound(f"No model version {version_id}.")
         s.expunge(mv)
     p, examples = project_examples(project_id)
+    if _task_type(mv.task) != p.task_type:
+        raise ValidationError(f"{mv.name} {mv.version} is a {_task_type(mv.task)} model; project {p.name!r} is {p.task_type}.")
     test = [e for e in examples if e.split == "test"]
     if not test:
         raise ValidationError(f"Project {p.name!r} has no approved images in its test split.")
@@ -643,7 +647,7 @@ def _evaluate_detector(mv: ModelVersion, p: Project, test: list[Example]) -> dic
     for ex in test:
         d = _decoded(ex.image_id)
         view = to_display_uint8(d.pixels, photometric=d.photometric, frames=d.frames)
-        dets = detector.detect(view, model=model)
+        dets = detector.detect(view, model=model, verify=False)  # the version alone, not the verifier
         truth = [tuple(sh["box"]) if sh["kind"] == "rect" else
                  (min(q[0] for q in sh["points"]), min(q[1] for q in sh["points"]),
                   max(q[0] for q in sh["points"]), max(q[1] for q in sh["points"])) for sh in ex.shapes]
