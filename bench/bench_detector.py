@@ -1,5 +1,6 @@
 """Detector latency: PyTorch vs ONNX Runtime on the same 416-px input (the ratio is reported),
-and the whole pipeline (whole-image pass + tiles) at 512 and 2048 px.
+the whole pipeline (whole-image pass + tiles) at 512 and 2048 px, and the text verifier's share of
+it on an image with burned-in lines (with / without, same process).
 
     .venv/bin/python -m bench.bench_detector
 """
@@ -33,6 +34,17 @@ def main() -> None:
         t = median_time(lambda: detector.detect(big), 5)
         n = len(detector.run_passes(detector.load(), big))  # whole image (and 832 px when small), tiles when large
         print(f"full pipeline {size}x{size}: {t * 1e3:.0f} ms ({n} model passes)")
+    # the text verifier's share: the pipeline with and without it on an image with burned-in lines
+    from core.ml.synth import HELDOUT_FONTS, TextFactory, font_paths, render, ultrasound_background
+
+    rng = np.random.default_rng(4)
+    s = render(ultrasound_background(rng), rng, TextFactory(4), font_paths(HELDOUT_FONTS), long_side=1024)
+    detector.detect(s.image)
+    t_off = median_time(lambda: detector.detect(s.image, verify=False), 5)
+    t_on = median_time(lambda: detector.detect(s.image), 5)
+    n = len(detector.detect(s.image, verify=False))
+    print(f"text verifier on a {s.image.shape[1]}x{s.image.shape[0]} image with {n} lines: {t_on * 1e3:.0f} ms with it, "
+          f"{t_off * 1e3:.0f} ms without (ratio {t_on / t_off:.2f}x)")
 
 
 if __name__ == "__main__":
