@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +111,7 @@ def render_real(data_root: Path, conf: float, model, verifier=None) -> list[dict
             continue
         img = decode_image(p.read_bytes())
         view = to_display_uint8(img.pixels, photometric=img.photometric, frames=img.frames)
-        dets = detector.detect(view, conf=conf, model=model, verify=verifier is not None, verifier=verifier)
+        dets = detector.detect(view, conf=conf, model=model, verifier=verifier)
         im = Image.fromarray(view).convert("RGB")
         d = ImageDraw.Draw(im)
         for det in dets:

@@ -59,6 +59,8 @@ def test_policy_only_takes_a_line_from_phi_when_very_sure():
     assert [d.cls for d in textverify.apply(img, [phi], _fixed((0.03, 0.95, 0.02)), pol)] == ["annotation"]
     assert [d.cls for d in textverify.apply(img, [phi], _fixed((0.15, 0.85, 0.0)), pol)] == ["phi"]
     assert textverify.apply(img, [phi, ann], _fixed((0.02, 0.03, 0.95)), pol) == []
+    other = detector.Detection(Box(*box, 0), "nodule", 0.7)  # a project detector's own class: not a text line
+    assert textverify.apply(img, [other, phi], _fixed((0.02, 0.03, 0.95)), pol) == [other]
     assert [d.cls for d in textverify.apply(img, [ann], _fixed((0.6, 0.4, 0.0)), pol)] == ["phi"]
     assert [d.cls for d in textverify.apply(img, [ann], _fixed((0.3, 0.7, 0.0)), pol)] == ["annotation"]
     kept = textverify.apply(img, [phi], _fixed((0.5, 0.3, 0.2)), pol)[0]
@@ -84,7 +86,7 @@ def test_shipped_verifier_reads_drawn_lines():
 def test_detect_applies_the_verifier_unless_told_not_to():
     img, box = _line("SMITH^JOHN  DOB 1970-01-01")
     model = detector.load()
-    without = detector.detect(img, model=model, verify=False)
+    without = detector.detect(img, model=model, verifier=None)
     assert any(d.cls == "phi" and d.box.x0 <= box[0] and d.box.x1 >= box[2] for d in without)
     assert detector.detect(img, model=model, verifier=_fixed((0.0, 0.0, 1.0))) == []
     kept = detector.detect(img, model=model, verifier=_fixed((0.98, 0.01, 0.01)))

@@ -350,15 +350,16 @@ def _nms_grow(xyxy: np.ndarray, sc: np.ndarray, iou: float) -> list[tuple[float,
 
 
 def detect(image8: np.ndarray, conf: float = 0.25, iou: float = 0.45, weights: str | None = None,
-           frame: int = 0, model=None, pad: float = PAD, verify: bool = True, verifier=None) -> list[Detection]:
+           frame: int = 0, model=None, pad: float = PAD, verifier="shipped") -> list[Detection]:
     """Boxes in image pixels for an 8-bit view (H x W or H x W x 3) of the image, grown by `pad`.
-    With `verify` (and shipped verifier weights, or a loaded `verifier`), each line gets the verifier's second look
-    (core/ml/textverify.py: phantoms dropped, PHI and annotation calls checked) before the margin."""
+    Each line first gets the text verifier's second look (core/ml/textverify.py: phantoms dropped, PHI
+    and annotation calls checked): "shipped" uses models/verifier/ (if there), a loaded verifier is used
+    as it is, None leaves the detector's boxes alone."""
     model = model or load(weights or str(DEFAULT_WEIGHTS))
     h, w = image8.shape[:2]
     dets = combine(run_passes(model, image8, conf, iou), h, w, conf, iou, frame)
-    if verify:
+    if verifier is not None:
         from core.ml import textverify
 
-        dets = textverify.apply(image8, dets, verifier)
+        dets = textverify.apply(image8, dets, None if isinstance(verifier, str) else verifier)
     return seal_boxes(dets, h, w, pad)

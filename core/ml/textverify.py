@@ -125,6 +125,9 @@ def apply(image8: np.ndarray, dets: list, model=None, policy: Policy = Policy())
     p = probabilities(model, image8, [(d.box.x0, d.box.y0, d.box.x1, d.box.y1) for d in dets])
     out = []
     for d, (pp, pa, pn) in zip(dets, p):
+        if d.cls not in ("phi", "annotation"):  # a project detector's own classes are not text lines
+            out.append(d)
+            continue
         if pn >= policy.drop_none:
             continue
         if d.cls == "phi" and pa >= policy.phi_to_annotation:

@@ -132,11 +132,10 @@ def detector_regions(pixels: np.ndarray, frames: int, photometric: str, conf: fl
 
     path, sha = deployed_weights("detector")
     model = detector.load(path, sha)  # once per process; refused if the file changed
-    verifier = _verifier()
     window = _window(pixels, frames)
     view = to_display_uint8(pixels, photometric=photometric, frames=frames, window=window)
     specs = []
-    for d in detector.detect(view, conf=conf, iou=iou, model=model, verify=verifier is not None, verifier=verifier):
+    for d in detector.detect(view, conf=conf, iou=iou, model=model, verifier=_verifier()):
         if keep_annotations and d.cls == "annotation":
             continue
         for f in range(frames):

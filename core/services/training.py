@@ -647,7 +647,7 @@ def _evaluate_detector(mv: ModelVersion, p: Project, test: list[Example]) -> dic
     for ex in test:
         d = _decoded(ex.image_id)
         view = to_display_uint8(d.pixels, photometric=d.photometric, frames=d.frames)
-        dets = detector.detect(view, model=model, verify=False)  # the version alone, not the verifier
+        dets = detector.detect(view, model=model, verifier=None)  # the version alone, not the verifier
         truth = [tuple(sh["box"]) if sh["kind"] == "rect" else
                  (min(q[0] for q in sh["points"]), min(q[1] for q in sh["points"]),
                   max(q[0] for q in sh["points"]), max(q[1] for q in sh["points"])) for sh in ex.shapes]
