@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from core.crypto.masking import MASKS
 from core.errors import MedShieldError
 
 
@@ -50,6 +51,40 @@ def _cmd_ingest(args) -> int:
     return 1 if report.rejected or len(files) < len(args.files) else 0
 
 
+def _cmd_protect(args) -> int:
+    from tqdm import tqdm
+
+    from core.imaging.deid import DeidOptions
+    from core.services.protect_batch import gather, protect_paths
+
+    actor = _login(args.user)
+    total = len(gather(args.inputs))  # files, after walking folders
+    bar = tqdm(total=total, unit="file", file=sys.stderr, dynamic_ncols=True, disable=args.quiet,
+               desc="previewing" if args.dry_run else "protecting")
+
+    def progress(done: int, _total: int, name: str) -> None:
+        bar.update(done - bar.n)
+        bar.set_postfix_str(Path(name).name[-30:])
+
+    report = protect_paths(actor, args.inputs, args.out, dry_run=args.dry_run, mask=args.mask,
+                           deid=DeidOptions(retain_dates_shifted=args.retain_dates,
+                                            retain_device_identity=args.retain_device),
+                           keep_annotations=not args.seal_all, patient_id=args.patient, modality=args.modality,
+                           progress=progress)
+    bar.close()
+    for f in report.files:
+        if f.error:
+            print(f"{f.name}: {f.status}: {f.error}", file=sys.stderr)
+        elif not args.quiet:
+            why = ", ".join(sorted({r["reason"].split(":")[0] for r in f.regions})) or "none"
+            print(f"{f.name}: {f.status} -> {f.output} ({len(f.regions)} region(s) sealed; why: {why})")
+    ok = len(report.files) - report.failed
+    print(f"{ok} file(s) {'previewed' if args.dry_run else 'protected'}, {report.failed} failed; "
+          f"{report.images_per_s:.2f} images/s, peak RSS {report.peak_rss_mb:.0f} MB; "
+          f"report: {Path(args.out) / 'report.json'}")
+    return 1 if report.failed else 0
+
+
 def _cmd_create_user(args) -> int:
     from core.services import users
 
@@ -88,6 +123,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--modality", default=None, help="for PNG/JPEG, e.g. CR, DX, US")
     s.add_argument("files", nargs="+")
     s.set_defaults(fn=_cmd_ingest)
+    s = sub.add_parser("protect", help="detect, seal and de-identify files, folders and zips (technician)",
+                       description="Ingest each input (files, folders, zips of PNG/JPEG/DICOM), find its burned-in "
+                                   "text with both detectors, seal it, de-identify DICOM headers, and write the "
+                                   "protected image per input plus report.json to --out.")
+    s.add_argument("--user", required=True)
+    s.add_argument("--out", required=True, help="output folder (created)")
+    s.add_argument("--dry-run", action="store_true", help="write masked previews only; store nothing")
+    s.add_argument("--mask", default="solid", choices=list(MASKS))
+    s.add_argument("--seal-all", action="store_true", help="seal technical annotation too (kV, L/R, depth...)")
+    s.add_argument("--retain-dates", action="store_true", help="DICOM: keep dates, shifted per patient")
+    s.add_argument("--retain-device", action="store_true", help="DICOM: keep device identity")
+    s.add_argument("--patient", type=int, default=None, help="patient database id for PNG/JPEG inputs")
+    s.add_argument("--modality", default=None, help="for PNG/JPEG, e.g. CR, DX, US")
+    s.add_argument("--quiet", action="store_true", help="no progress bar, errors only")
+    s.add_argument("inputs", nargs="+")
+    s.set_defaults(fn=_cmd_protect)
     s = sub.add_parser("create-user", help="create a user as an admin")
     s.add_argument("--user", required=True, help="the acting admin")
     s.add_argument("username")

@@ -48,18 +48,25 @@ cw = b2.slider("Display width (px)", 300, 1400, min(800, max(cols, 500)) // 50 *
 scale = cols / cw
 ch = max(1, int(round(rows / scale)))
 if b1.button("Detect burned-in text", disabled=not has_detector,
-             help="Runs the trained detector; its boxes appear on the canvas for you to check." if has_detector
+             help="Runs both text detectors (ours and the pretrained OCR), reads each line and decides: lines to "
+                  "seal appear on the canvas for you to check." if has_detector
              else "No detector weights are installed (models/detector)."):
     with st.spinner("Detecting…"):
         found = attempt(protect.detect_regions, me, info.id)
     if found is not None:
         proposals[info.id] = found
         st.session_state["canvas_rev"] = st.session_state.get("canvas_rev", 0) + 1
-        st.toast(f"{len(found)} region(s) proposed")
+        n_seal = sum(p.cls != "annotation" for p in found)
+        st.toast(f"{n_seal} region(s) proposed, {len(found) - n_seal} technical line(s) left visible")
+found_here = proposals.get(info.id) or []
+visible = [p for p in found_here if p.cls == "annotation" and p.box.frame == frame]
+seal_visible = bool(visible) and st.checkbox(
+    f"Also seal the {len(visible)} technical line(s) left visible", key=f"seal_visible_{info.id}",
+    help="Lines read as purely technical (kV, mAs, depth, L/R markers...) stay visible by default.")
 # what the canvas starts from: the detector's proposals, or (when only the width changed) the boxes
 # on the canvas before, so a new width loses nothing drawn; fixed per canvas key
 rev = st.session_state.get("canvas_rev", 0)
-key = f"canvas_{info.id}_{frame}_{rev}_{cw}"
+key = f"canvas_{info.id}_{frame}_{rev}_{cw}_{int(seal_visible)}"
 # the boxes last seen on this image and frame, if no detection has run since
 last = st.session_state.get("protect_drawn")  # (image, frame, detection rev), boxes
 before = last[1] if last and last[0] == (info.id, frame, rev) else None
@@ -67,8 +74,9 @@ seed = st.session_state.get("protect_seed")
 if seed is None or seed[0] != key:
     if before is not None:
         seed = (key, fabric_from_boxes(before, scale))
-    elif proposals.get(info.id):
-        seed = (key, fabric_from_boxes([p.box for p in proposals[info.id] if p.box.frame == frame], scale))
+    elif found_here:
+        seed = (key, fabric_from_boxes([p.box for p in found_here if p.box.frame == frame
+                                        and (p.cls != "annotation" or seal_visible)], scale))
     else:
         seed = (key, None)
     st.session_state["protect_seed"] = seed
@@ -82,11 +90,28 @@ st.session_state["protect_drawn"] = ((info.id, frame, rev), drawn)
 left, right = st.columns([3, 2])
 with left:
     st.markdown(f"**{len(drawn)} region(s)** in image pixels (edit or delete rows to fix them)")
-    table = pd.DataFrame([{"x0": b.x0, "y0": b.y0, "x1": b.x1, "y1": b.y1, "class": "phi"} for b in drawn],
-                         columns=["x0", "y0", "x1", "y1", "class"])
+    matched = protect.regions_for_boxes(drawn, found_here)
+    columns = ["x0", "y0", "x1", "y1", "class", "why", "confidence", "seen by"]
+    table = pd.DataFrame([{"x0": r.box.x0, "y0": r.box.y0, "x1": r.box.x1, "y1": r.box.y1,
+                           "class": "phi" if r.cls == "annotation" else r.cls, "why": r.reason,
+                           "confidence": round(r.confidence, 2), "seen by": r.seen_by} for r in matched], columns=columns)
     edited = st.data_editor(
         table, num_rows="dynamic", hide_index=True, key=f"regions_{info.id}_{frame}_{len(drawn)}_{hash(tuple(drawn))}",
-        column_config={"class": st.column_config.SelectboxColumn(options=list(protect.REGION_CLASSES), required=True)})
+        disabled=["why", "confidence", "seen by"],
+        column_config={"class": st.column_config.SelectboxColumn(options=list(protect.REGION_CLASSES), required=True),
+                       "why": st.column_config.TextColumn(help="header:<tag>: the line shows a value of this file's "
+                                                          "own header; rule: a date, ID, name... ; default: not "
+                                                          "positively technical; detector: seen, unreadable")})
+    if visible and not seal_visible:
+        with st.expander(f"{len(visible)} technical line(s) left visible"):
+            st.dataframe(pd.DataFrame([{"x0": v.box.x0, "y0": v.box.y0, "x1": v.box.x1, "y1": v.box.y1,
+                                        "why": v.reason, "confidence": round(v.confidence, 2)} for v in visible]),
+                         hide_index=True)
+            grid_v = st.columns(6)
+            for n, v in enumerate(visible[:24]):
+                b = v.box.clip(rows, cols)
+                if not b.empty:
+                    grid_v[n % 6].image(view[b.y0:b.y1, b.x0:b.x1], width="stretch")
 with right:
     mask = st.selectbox("Mask", MASKS, key="protect_mask",
                         help="How sealed regions look in the protected image.")
@@ -98,9 +123,12 @@ with right:
             retain_dates_shifted=st.checkbox("Retain longitudinal dates (shifted per patient)", key="deid_dates"),
             retain_device_identity=st.checkbox("Retain device identity", key="deid_device"))
 
-specs = [protect.RegionSpec(Box(int(r["x0"]), int(r["y0"]), int(r["x1"]), int(r["y1"]), frame),
-                            cls=str(r.get("class") or "phi"))
-         for r in edited.dropna(subset=["x0", "y0", "x1", "y1"]).to_dict("records")]
+rows_kept = edited.dropna(subset=["x0", "y0", "x1", "y1"]).to_dict("records")
+specs = [spec if spec.cls == cls else protect.RegionSpec(spec.box, cls, spec.confidence, spec.source, spec.reason,
+                                                         spec.seen_by)
+         for spec, cls in zip(protect.regions_for_boxes(
+             [Box(int(r["x0"]), int(r["y0"]), int(r["x1"]), int(r["y1"]), frame) for r in rows_kept], found_here),
+             [str(r.get("class") or "phi") for r in rows_kept])]
 
 if specs:
     st.markdown("**Regions to seal**")

@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from core.imaging.decode import decode_image  # noqa: E402
 from core.imaging.display import to_display_uint8  # noqa: E402
+from core.hashing import file_sha256  # noqa: E402
 from core.ml import detector, textverify  # noqa: E402
 from core.ml.synth import HELDOUT_FONTS  # noqa: E402
 from scripts.detector_data import backgrounds, full_images  # noqa: E402
@@ -149,10 +150,10 @@ def main() -> int:
     res = {"conf": args.conf, "heldout": heldout[args.conf], "heldout_large_2000_3000px_text_18_20px": large[args.conf],
            "thresholds": {str(c): {"heldout": heldout[c], "large": large[c]} for c in confs},
            "verifier": None if verifier is None else {"weights": Path(args.verifier).name,
-                                                      "sha256": detector.file_sha256(Path(args.verifier)),
+                                                      "sha256": file_sha256(Path(args.verifier)),
                                                       "policy": asdict(textverify.Policy())},
            "real_samples": render_real(root, args.conf, model, verifier)}
-    res["weights_sha256"] = detector.file_sha256(Path(args.weights))
+    res["weights_sha256"] = file_sha256(Path(args.weights))
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "metrics.json").write_text(json.dumps(res, indent=2))
     print(json.dumps({k: v for k, v in res.items() if k != "real_samples"}, indent=2))

@@ -24,6 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from core.hashing import file_sha256  # noqa: E402
 from core.ml import detector, textverify  # noqa: E402
 from core.ml.synth import Sample, TextFactory, TRAIN_FONTS, font_paths, render  # noqa: E402
 from scripts.detector_data import backgrounds  # noqa: E402
@@ -237,7 +238,7 @@ def main() -> int:
                  "crops": int(len(y)), "crops_per_label": np.bincount(y, minlength=3).tolist(),
                  "images": args.n_images, "seed": args.seed, "data_minutes": round(data_min, 1),
                  "train_minutes": round((time.time() - t1) / 60, 1), "device": textverify.device(),
-                 "detector_sha256": detector.file_sha256(detector.DEFAULT_WEIGHTS)})
+                 "detector_sha256": file_sha256(detector.DEFAULT_WEIGHTS)})
     (out / "training.json").write_text(json.dumps(info, indent=2))
     write_card(out, info)
     print(json.dumps(info["validation"], indent=2))

@@ -143,7 +143,7 @@ def deploy_test_model(rt, task: str, path, name: str = "tiny"):
     (shipped weights, when present, were registered first at start-up)."""
     import pytest as _pytest
 
-    from core.ml.detector import file_sha256
+    from core.hashing import file_sha256
     from core.services import datasets, models
 
     mp = _pytest.MonkeyPatch()

@@ -53,7 +53,7 @@ def test_deploy_and_rollback_check_the_checksum(rt, make_user, admin, tmp_path, 
         paths.append(p)
         monkeypatch.setitem(models.SHIPPED, "classifier-cxr", (str(p), str(tmp_path / "x.json"), f"tiny{n}"))
         models.register_shipped(rt)
-    shas = {__import__("core.ml.detector", fromlist=["x"]).file_sha256(p) for p in paths}
+    shas = {__import__("core.hashing", fromlist=["x"]).file_sha256(p) for p in paths}
     versions = [m for m in models.list_models(admin) if m.task == "classifier-cxr" and m.sha256 in shas]
     assert len(versions) == 2
     doc = make_user("doctor")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from core.crypto.sealing import Box
+from core.hashing import file_sha256
 from core.ml import detector, yolo_env
 from core.ml.detector import Detection, _merge_lines, _tiles
 from core.ml.synth import CLASSES, TRAIN_FONTS, Sample, TextFactory, crop_tile, font_paths, render, yolo_label
@@ -263,7 +264,7 @@ def test_shipped_weights_are_registered_once_and_verified(rt, tiny_weights, monk
     assert models.register_shipped(rt) == first  # idempotent
     deploy_test_model(rt, "detector", weights)
     info = models.deployed("detector", rt)
-    assert info.deployed and info.sha256 == detector.file_sha256(weights)
+    assert info.deployed and info.sha256 == file_sha256(weights)
     assert [m.task for m in models.list_models(admin)].count("detector") >= 1
     path, sha = models.deployed_weights("detector")
     detector.load.cache_clear()

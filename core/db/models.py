@@ -135,6 +135,10 @@ class Region(SQLModel, table=True):
     kind: str = Field(max_length=32)  # phi, name, id, date, other-phi, annotation
     confidence: float = Field(default=1.0)
     source: str = Field(default="detector", max_length=16)
+    # why it is sealed: header:<Keyword> (a value of the file's own header), rule:<kind>, default (not
+    # positively technical), detector (seen but unreadable), manual; never the text itself (PHI)
+    reason: str = Field(default="", max_length=64, sa_column_kwargs={"server_default": ""})
+    seen_by: str = Field(default="", max_length=32, sa_column_kwargs={"server_default": ""})  # "ocr,yolo"
     dtype: str = Field(default="", max_length=16)
     shape: str = Field(default="", max_length=32, sa_column_kwargs={"server_default": ""})  # "40x120[x3]"
     nonce: Optional[bytes] = Field(default=None, sa_type=LargeBinary)

@@ -161,7 +161,7 @@ def load(path: str, sha256: str | None = None) -> tuple[nn.Module, tuple[str, ..
     """(model in eval mode on the device, class names, input size, arch), once per process;
     refused when the file does not match its recorded checksum."""
     from core.errors import IntegrityError, NotFound
-    from core.ml.detector import file_sha256
+    from core.hashing import file_sha256
 
     p = Path(path)
     if not p.exists():

@@ -6,7 +6,6 @@ is still found), boxes merged across tiles, each line then checked by the text v
 from __future__ import annotations
 
 import functools
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 from core.config import PROJECT_ROOT
 from core.crypto.sealing import Box
 from core.errors import IntegrityError, NotFound
+from core.hashing import file_sha256
 from core.ml import yolo_env
 from core.ml.synth import CLASSES
 
@@ -28,14 +28,6 @@ class Detection:
     box: Box
     cls: str
     confidence: float
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def device() -> str:
@@ -167,9 +159,10 @@ UPSCALE_BELOW = int(TILE * 1.25)  # images this small get a second whole-image p
 EDGE_TOL = 3  # px: a tile box this close to a border the tile shares with a neighbour is a cut (or phantom) piece
 
 
-def run_passes(model, image8: np.ndarray, conf: float = 0.25, iou: float = 0.45) -> list[Pass]:
+def run_passes(model, image8: np.ndarray, conf: float = 0.25, iou: float = 0.45, tiles: bool = True) -> list[Pass]:
     """The model's raw boxes: a whole-image pass (plus one at twice the size for small images, whose
-    smallest text the 416-px pass shrinks), and native-resolution tiles for large images."""
+    smallest text the 416-px pass shrinks), and native-resolution tiles for large images (unless
+    `tiles` is False: then one more whole-image pass at twice the size instead)."""
     img = image8 if image8.ndim == 3 else np.repeat(image8[..., None], 3, axis=2)
     img = np.ascontiguousarray(img[..., ::-1])  # ultralytics takes BGR numpy arrays
     h, w = img.shape[:2]
@@ -186,7 +179,7 @@ def run_passes(model, image8: np.ndarray, conf: float = 0.25, iou: float = 0.45)
         return Pass(xyxy, b.conf.cpu().numpy(), b.cls.cpu().numpy().astype(int), tile)
 
     passes = [as_pass(model.predict([img], imgsz=TILE, conf=conf, iou=iou, device=dev, verbose=False)[0])]
-    if max(h, w) <= UPSCALE_BELOW:
+    if max(h, w) <= UPSCALE_BELOW or not tiles:
         passes.append(as_pass(model.predict([img], imgsz=2 * TILE, conf=conf, iou=iou, device=dev, verbose=False)[0]))
         return passes
     tiles = _tiles(h, w)

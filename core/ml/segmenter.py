@@ -52,7 +52,7 @@ def segment(model: nn.Module, x: torch.Tensor, out_shape: tuple[int, int],
 @functools.lru_cache(maxsize=2)
 def load(path: str, sha256: str | None = None) -> tuple[nn.Module, int, str]:
     from core.errors import IntegrityError, NotFound
-    from core.ml.detector import file_sha256
+    from core.hashing import file_sha256
 
     p = Path(path)
     if not p.exists():

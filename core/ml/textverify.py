@@ -93,7 +93,7 @@ def load(path: str = str(DEFAULT_WEIGHTS), sha256: str | None = None):
     import torch
 
     from core.errors import IntegrityError
-    from core.ml.detector import file_sha256
+    from core.hashing import file_sha256
 
     p = Path(path)
     if not p.exists():

@@ -163,7 +163,7 @@ def deploy(actor: Actor, version_id: int) -> None:
     """Make this version the one inference uses for its task (rollback = deploy an older one).
     Its file must still match its checksum."""
     from core.config import PROJECT_ROOT
-    from core.ml.detector import file_sha256
+    from core.hashing import file_sha256
 
     rt = get_runtime()
     with rt.session() as s:

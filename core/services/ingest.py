@@ -71,8 +71,12 @@ class _Item:
 
 
 def _expand(name: str, data: bytes, rt: Runtime) -> list[_Item]:
-    """A file becomes one item, a zip its members; raises InvalidImage for a refused upload."""
-    limits = rt.settings.limits
+    return expand_upload(name, data, rt.settings.limits)
+
+
+def expand_upload(name: str, data: bytes, limits) -> list[_Item]:
+    """A file becomes one item, a zip its members (checked: entries, sizes, ratio, traversal, symlinks,
+    nesting); raises InvalidImage for a refused upload. Nothing is stored."""
     if not isinstance(data, (bytes, bytearray)):
         raise InvalidImage("Expected file contents as bytes.")
     if len(data) == 0:

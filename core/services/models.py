@@ -51,7 +51,7 @@ def _info(m: ModelVersion) -> ModelInfo:
 def register_shipped(rt: Runtime | None = None) -> list[ModelInfo]:
     """Register every shipped weights file not yet known (by checksum); the first version of a
     task is deployed. Called at start-up; idempotent."""
-    from core.ml.detector import file_sha256
+    from core.hashing import file_sha256
 
     rt = rt or get_runtime()
     out = []

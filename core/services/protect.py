@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,6 +36,7 @@ from core.errors import Conflict, IntegrityError, InvalidImage, NotFound, Valida
 from core.imaging.decode import decode_image, pixel_digest
 from core.imaging.deid import DeidOptions, deidentify, header_only
 from core.imaging.dicomio import dataset_bytes, set_pixels
+from core.imaging.phitext import HeaderValues
 from core.imaging.display import encode_png, thumbnail_png, to_display_uint8
 from core.runtime import Runtime, get_runtime
 from core.security import Actor, Permission, service
@@ -48,6 +50,8 @@ class RegionSpec:
     cls: str = "phi"
     confidence: float = 1.0
     source: str = "manual"
+    reason: str = "manual"  # header:<Keyword> | rule:<kind> | default | detector | manual (never the text)
+    seen_by: str = ""  # which detectors saw it: "ocr", "yolo", "ocr,yolo"
 
 
 @dataclass
@@ -123,41 +127,86 @@ def _verifier():
     return textverify.load(path, sha)
 
 
+def header_values(data: bytes, source_format: str) -> HeaderValues | None:
+    """The PHI values of a DICOM file's header, for matching the text burned into its pixels (held in
+    memory only). None for PNG/JPEG or an unreadable header."""
+    if source_format != "dicom":
+        return None
+    try:
+        return HeaderValues.from_dataset(pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=True))
+    except Exception:  # the pixels were decoded already; a header we cannot walk only loses the matcher
+        return None
+
+
 def detector_regions(pixels: np.ndarray, frames: int, photometric: str, conf: float, iou: float,
-                     keep_annotations: bool = True) -> list[RegionSpec]:
-    """Detector proposals on the first frame, repeated on every frame (cine loops keep their
-    banner in place). Annotation text (L/R, technique) is left visible when `keep_annotations`."""
-    from core.ml import detector
+                     keep_annotations: bool = True, header: HeaderValues | None = None,
+                     include_visible: bool = False) -> list[RegionSpec]:
+    """Burned-in text found on the first frame by both detectors (the project's YOLO and the pretrained
+    OCR detector), read and decided (core/ml/phidetect.py), repeated on every frame (cine loops keep
+    their banner in place). Positively technical annotation (L/R, technique) is left visible when
+    `keep_annotations` (returned, as class "annotation", only with `include_visible`)."""
+    from core.ml import detector, phidetect
     from core.services.models import deployed_weights
 
     path, sha = deployed_weights("detector")
     model = detector.load(path, sha)  # once per process; refused if the file changed
     window = _window(pixels, frames)
     view = to_display_uint8(pixels, photometric=photometric, frames=frames, window=window)
+    found = phidetect.find(view, model=model, verifier=_verifier(), header=header, conf=conf, iou=iou,
+                           policy=phidetect.Policy(keep_annotations=keep_annotations))
     specs = []
-    for d in detector.detect(view, conf=conf, iou=iou, model=model, verifier=_verifier()):
-        if keep_annotations and d.cls == "annotation":
+    for r in found:
+        if r.cls == "annotation" and not include_visible:
             continue
         for f in range(frames):
-            b = d.box
-            specs.append(RegionSpec(Box(b.x0, b.y0, b.x1, b.y1, f), cls="phi" if d.cls == "phi" else "annotation",
-                                    confidence=d.confidence, source="detector"))
+            b = r.box
+            specs.append(RegionSpec(Box(b.x0, b.y0, b.x1, b.y1, f), cls=r.cls, confidence=r.confidence,
+                                    source="detector", reason=r.reason, seen_by=",".join(r.sources)))
     return specs
 
 
+def _iou(a: Box, b: Box) -> float:
+    ix = max(0, min(a.x1, b.x1) - max(a.x0, b.x0))
+    iy = max(0, min(a.y1, b.y1) - max(a.y0, b.y0))
+    union = a.area + b.area - ix * iy
+    return ix * iy / union if union else 0.0
+
+
+def regions_for_boxes(boxes: list[Box], proposals: list[RegionSpec], match_iou: float = 0.7) -> list[RegionSpec]:
+    """Boxes drawn or kept on the canvas, each with the proposal it came from (same frame, IoU >= 0.7):
+    its class, confidence, reason and detectors carry over (source "edited" when the box moved); a
+    box that matches none is manual."""
+    out = []
+    for b in boxes:
+        best, score = None, match_iou
+        for p in proposals:
+            if p.box.frame == b.frame and (v := _iou(p.box, b)) >= score:
+                best, score = p, v
+        if best is None:
+            out.append(RegionSpec(b))
+        else:
+            out.append(RegionSpec(b, best.cls, best.confidence, "detector" if best.box == b else "edited",
+                                  best.reason, best.seen_by))
+    return out
+
+
 @service(Permission.IMAGE_PROTECT)
-def detect_regions(actor: Actor, image_id: int) -> list[RegionSpec]:
-    """The detector's proposals for an image waiting to be protected (for review on the canvas)."""
+def detect_regions(actor: Actor, image_id: int, include_visible: bool = True) -> list[RegionSpec]:
+    """The detectors' proposals for an image waiting to be protected (for review on the canvas): lines
+    to seal, and (with `include_visible`) the technical annotation the policy leaves visible."""
     rt = get_runtime()
     img = _load(rt, image_id)
-    dec = decode_image(rt.store.get(img.blob_key), rt.settings.limits)
+    data = rt.store.get(img.blob_key)
+    dec = decode_image(data, rt.settings.limits)
     return detector_regions(dec.pixels, dec.frames, dec.photometric, rt.settings.detector_conf,
-                            rt.settings.detector_iou)
+                            rt.settings.detector_iou, header=header_values(data, dec.source_format),
+                            include_visible=include_visible)
 
 
 @service(Permission.IMAGE_PROTECT)
 def protect_image(actor: Actor, image_id: int, regions: list[RegionSpec], mask: str = "solid",
-                  deid: DeidOptions | None = None, use_detector: bool = False) -> ProtectResult:
+                  deid: DeidOptions | None = None, use_detector: bool = False,
+                  keep_annotations: bool = True) -> ProtectResult:
     rt = get_runtime()
     if mask not in MASKS:
         raise ValidationError(f"Unknown mask {mask!r}; choose one of {', '.join(MASKS)}.")
@@ -171,9 +220,13 @@ def protect_image(actor: Actor, image_id: int, regions: list[RegionSpec], mask: 
     if img.pixel_sha256 and pixel_digest(pixels) != img.pixel_sha256:
         raise IntegrityError(f"Image #{image_id} no longer matches the checksum taken at upload.")
     digest = img.pixel_sha256 or pixel_digest(pixels)
+    t_det0 = time.perf_counter()
     if use_detector:
         regions = list(regions) + detector_regions(pixels, decoded.frames, decoded.photometric,
-                                                   rt.settings.detector_conf, rt.settings.detector_iou)
+                                                   rt.settings.detector_conf, rt.settings.detector_iou,
+                                                   keep_annotations=keep_annotations,
+                                                   header=header_values(original, decoded.source_format))
+    t_detect = time.perf_counter() - t_det0
     boxes: list[tuple[RegionSpec, Box]] = []
     for spec in regions:
         if spec.cls not in REGION_CLASSES:
@@ -207,7 +260,8 @@ def protect_image(actor: Actor, image_id: int, regions: list[RegionSpec], mask: 
         ds = pydicom.dcmread(io.BytesIO(original), force=True)
         header_sealed = seal_bytes(dek, "dicom-header", image_id, dataset_bytes(header_only(ds)))
         opts = deid or DeidOptions()
-        deidentify(ds, rt.deid_key, opts, pixels_cleaned=bool(boxes))
+        # BurnedInAnnotation=NO only when text was found and sealed, or the detectors looked and found none
+        deidentify(ds, rt.deid_key, opts, pixels_cleaned=bool(boxes) or use_detector)
         deid_method = opts.describe()
         set_pixels(ds, masked, decoded.photometric)
         protected_bytes, fmt = dataset_bytes(ds), "dicom"
@@ -216,7 +270,7 @@ def protect_image(actor: Actor, image_id: int, regions: list[RegionSpec], mask: 
     thumb = thumbnail_png(masked, photometric=decoded.photometric, frames=decoded.frames)
     t_encode = time.perf_counter()
 
-    timings = {"decode": (t_decode - t0) * 1e3, "seal": (t_seal - t_decode) * 1e3,
+    timings = {"decode": (t_decode - t0 - t_detect) * 1e3, "detect": t_detect * 1e3, "seal": (t_seal - t_decode) * 1e3,
                "metrics": (t_metrics - t_seal) * 1e3, "encode": (t_encode - t_metrics) * 1e3}
     prot_key, _ = rt.store.put(protected_bytes)
     thumb_key, _ = rt.store.put(thumb)
@@ -229,7 +283,8 @@ def protect_image(actor: Actor, image_id: int, regions: list[RegionSpec], mask: 
         for spec, sr in sealed:
             s.add(Region(image_id=image_id, index=sr.index, frame=sr.box.frame, x0=sr.box.x0,
                          y0=sr.box.y0, x1=sr.box.x1, y1=sr.box.y1, kind=spec.cls,
-                         confidence=float(spec.confidence), source=spec.source, dtype=sr.dtype,
+                         confidence=float(spec.confidence), source=spec.source, reason=spec.reason[:64],
+                         seen_by=spec.seen_by[:32], dtype=sr.dtype,
                          shape=_shape_str(sr.shape), nonce=sr.nonce, ciphertext=sr.ciphertext,
                          sealed_at=utcnow()))
         row.blob_key, row.thumb_key, row.protected_format = prot_key, thumb_key, fmt
@@ -240,6 +295,7 @@ def protect_image(actor: Actor, image_id: int, regions: list[RegionSpec], mask: 
         row.protect_metrics = {
             "regions": metrics_as_dict(region_figs), "fidelity": fidelity,
             "detections": {"count": len(sealed), "sources": sorted({sp.source for sp, _ in sealed}),
+                           "reasons": dict(Counter(sp.reason.split(":")[0] for sp, _ in sealed)),
                            "mean_confidence": (sum(sp.confidence for sp, _ in sealed) / len(sealed)) if sealed else None},
             "timings_ms": timings, "mask": mask, "bytes_sealed": sum(len(sr.ciphertext) - 16 for _, sr in sealed),
         }
@@ -416,3 +472,108 @@ def protected_pixels(actor: Actor, image_id: int) -> StoredPixels:
     audit.record(rt.engine, actor.username, actor.role, "image.view", "success",
                  object_type="image", object_id=image_id, detail=f"status={img.status}")
     return StoredPixels(dec.pixels, dec.frames, dec.photometric, dec.rescale, boxes)
+
+
+@dataclass
+class ProtectedFile:
+    name: str
+    data: bytes
+    fmt: str  # "dicom" or "png"
+
+
+@service(Permission.IMAGE_VIEW)
+def protected_file(actor: Actor, image_id: int) -> ProtectedFile:
+    """The stored protected file (masked pixels; DICOM with its de-identified header), for export or a
+    push. Refused for an image that is not protected: the clear original never leaves this way."""
+    rt = get_runtime()
+    img = _load(rt, image_id)
+    if img.status != "protected":
+        audit.record(rt.engine, actor.username, actor.role, "image.export", "denied",
+                     object_type="image", object_id=image_id, detail=f"status={img.status}")
+        raise Conflict(f"Image #{image_id} is not protected: protect it before exporting it.")
+    fmt = img.protected_format or "png"
+    data = rt.store.get(img.blob_key)
+    audit.record(rt.engine, actor.username, actor.role, "image.export", "success",
+                 object_type="image", object_id=image_id, detail=f"format={fmt}")
+    return ProtectedFile(f"image-{image_id}.{'dcm' if fmt == 'dicom' else 'png'}", data, fmt)
+
+
+@dataclass
+class Preview:
+    """A dry run of protection on one file (or zip member): nothing stored."""
+
+    name: str
+    png: bytes | None
+    regions: list[RegionSpec] = field(default_factory=list)
+    visible: list[RegionSpec] = field(default_factory=list)  # technical lines left visible
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    rows: int = 0
+    cols: int = 0
+    frames: int = 1
+
+
+@service(Permission.IMAGE_PROTECT)
+def preview_file(actor: Actor, name: str, data: bytes, mask: str = "solid",
+                 keep_annotations: bool = True) -> list[Preview]:
+    """What protecting this file would seal, without storing anything: the same checks as an upload
+    (size, type, pixel limits, zip safety), the same detectors and decision, the mask drawn on an 8-bit
+    view (PNG). A refused file or member comes back with its error; nothing raises for bad input."""
+    from core.services.ingest import expand_upload
+
+    rt = get_runtime()
+    if mask not in MASKS:
+        raise ValidationError(f"Unknown mask {mask!r}; choose one of {', '.join(MASKS)}.")
+    try:
+        items = expand_upload(name, data, rt.settings.limits)
+    except InvalidImage as exc:
+        return [Preview(name, None, error=str(exc))]
+    out = []
+    for item in items:
+        t0 = time.perf_counter()
+        try:
+            dec = decode_image(item.data, rt.settings.limits)
+        except InvalidImage as exc:
+            out.append(Preview(item.name, None, error=str(exc)))
+            continue
+        t1 = time.perf_counter()
+        found = detector_regions(dec.pixels, dec.frames, dec.photometric, rt.settings.detector_conf,
+                                 rt.settings.detector_iou, keep_annotations=keep_annotations,
+                                 header=header_values(item.data, dec.source_format), include_visible=True)
+        t2 = time.perf_counter()
+        seal = [r for r in found if r.cls != "annotation"]
+        window = _window(dec.pixels, dec.frames)
+        view = np.array(to_display_uint8(dec.pixels, photometric=dec.photometric, frames=dec.frames, window=window))
+        for r in seal:
+            if r.box.frame == 0:
+                apply_mask(view, r.box.clip(dec.rows, dec.cols), mask, 1)
+        png = encode_png(view)
+        out.append(Preview(item.name, png, seal, [r for r in found if r.cls == "annotation"],
+                           {"decode": (t1 - t0) * 1e3, "detect": (t2 - t1) * 1e3,
+                            "mask": (time.perf_counter() - t2) * 1e3}, None, dec.rows, dec.cols, dec.frames))
+    audit.record(rt.engine, actor.username, actor.role, "image.preview", "success", object_type="image",
+                 detail=f"files={len(out)} regions={sum(len(p.regions) for p in out)}")
+    return out
+
+
+@dataclass(frozen=True)
+class RegionInfo:
+    """A sealed region as the record keeps it: where, what, why, how sure (no pixels, no text)."""
+
+    index: int
+    box: Box
+    kind: str
+    confidence: float
+    source: str
+    reason: str
+    seen_by: str
+
+
+@service(Permission.IMAGE_VIEW)
+def sealed_regions(actor: Actor, image_id: int) -> list[RegionInfo]:
+    rt = get_runtime()
+    _load(rt, image_id)
+    with rt.session() as s:
+        rows = s.exec(select(Region).where(Region.image_id == image_id).order_by(Region.index)).all()  # type: ignore[arg-type]
+    return [RegionInfo(r.index, Box(r.x0, r.y0, r.x1, r.y1, r.frame), r.kind, r.confidence, r.source, r.reason or "",
+                       r.seen_by or "") for r in rows]

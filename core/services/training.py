@@ -384,7 +384,7 @@ def _train(job_id: int, params: dict) -> None:
         _finish(job_id, "cancelled", "cancelled while training; no version registered")
         return
     test = [e for e in examples if e.split == "test"]
-    from core.ml.detector import file_sha256
+    from core.hashing import file_sha256
 
     sha = file_sha256(weights)
     with rt.session() as s:
