@@ -15,6 +15,7 @@ from PIL import Image as PILImage
 
 from core.config import Limits
 from core.errors import InvalidImage
+from core.imaging.display import PaletteColor, palette_lut
 from core.imaging.sniff import describe_unknown, sniff_format
 
 PILImage.MAX_IMAGE_PIXELS = None  # our own limit (Limits.max_pixels) applies instead
@@ -177,11 +178,14 @@ def _decode_dicom(data: bytes, limits: Limits) -> DecodedImage:
     if raw_age and raw_age[:3].isdigit():
         age = int(raw_age[:3]) if raw_age.endswith("Y") or raw_age[3:] == "" else 0
     sex = _dicom_text(ds, "PatientSex")
+    photometric = str(ds.get("PhotometricInterpretation") or "")
+    if photometric.upper() == "PALETTE COLOR" and samples == 1 and (lut := palette_lut(ds)) is not None:
+        photometric = PaletteColor(lut, photometric)
     return DecodedImage(
         pixels=pixels, source_format="dicom", rows=rows, cols=cols, frames=frames,
         channels=samples, bit_depth=bit_depth,
         modality=(_dicom_text(ds, "Modality") or "OT").upper()[:16],
-        photometric=str(ds.get("PhotometricInterpretation") or ""),
+        photometric=photometric,
         patient_code=_dicom_text(ds, "PatientID"),
         patient_name=(_dicom_text(ds, "PatientName") or "").replace("^", " ").strip() or None,
         patient_sex=sex[:1].upper() if sex else None,
