@@ -19,13 +19,15 @@ apt_install() {
   fi
 }
 
-# System packages: fonts for the detector's synthetic text and ultralytics (offline), and
-# Chromium for the browser test.
+# System packages: fonts for the detector's synthetic text and ultralytics (offline), and, for the
+# tests, Chromium (browser test) and tesseract (OCR adversary).
 fonts_missing=0
 [ -d /usr/share/fonts/truetype/dejavu ] || fonts_missing=1
 [ -d /usr/share/fonts/truetype/liberation ] || fonts_missing=1
 if [ "$fonts_missing" = 1 ]; then apt_install fonts-dejavu-core fonts-liberation fonts-freefont-ttf; fi
 if [ "$DEV" = 1 ] && [ ! -x /usr/bin/chromium ]; then apt_install chromium; fi
+# tesseract: the independent OCR adversary of the tests and the PHI evaluation (never used by the app)
+if [ "$DEV" = 1 ] && ! command -v tesseract >/dev/null; then apt_install tesseract-ocr tesseract-ocr-eng; fi
 
 # One environment for the app and the tests (the test tools are small; torch is not).
 hash=$(cat requirements.txt requirements-dev.txt constraints.txt | \

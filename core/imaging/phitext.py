@@ -464,8 +464,8 @@ def classify(text: str, score: float, header: HeaderValues | None = None) -> Dec
     ws = words(t)
     if any(w in _PLACE_WORDS for w in ws):
         return Decision("phi", "rule:institution", score)
-    if _PERSON_PREFIX.search(fold(t)) or "^" in t or any(w in person_names() for w in ws):
-        return Decision("phi", "rule:name", score)
     if any(w in _STREET_WORDS for w in ws) and any(c.isdigit() for c in t):
         return Decision("phi", "rule:address", score)
+    if _PERSON_PREFIX.search(fold(t)) or "^" in t or any(w in person_names() for w in ws):
+        return Decision("phi", "rule:name", score)
     return Decision("phi", "default", score)
