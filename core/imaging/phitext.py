@@ -322,21 +322,35 @@ _STREET_WORDS = {"STREET", "ST", "ROAD", "RD", "AVENUE", "AVE", "BLVD", "BOULEVA
 
 
 def _long_digit_run(text: str) -> bool:
-    """A token with 5 or more digits once separators inside it are dropped: IDs, MRNs, phone numbers."""
-    for tok in re.split(r"\s+", fold(text)):
-        core = re.sub(r"[-./#:_]", "", tok)
-        if len(re.sub(r"\D", "", core)) >= 5 and not re.fullmatch(r"\d+[.,]\d+", tok):
-            return True
+    """Five or more digits in a row once the dashes, dots and spaces of ID formats (470-76-7799, 12 345 678)
+    are dropped: IDs, MRNs, phone numbers. A decimal number (1234.5) or a ratio (172/533) is not one."""
+    t = fold(text)
+    t = re.sub(r"(?<=\d)[-_#](?=\d)", "", t)
+    t = re.sub(r"(?<=\d) (?=\d{3}\b)", "", t)
+    for run in re.findall(r"(?<![\d.,])\d{5,}(?![.,]\d)", t):
+        return bool(run)
     return False
+
+
+def spaced(text: str) -> str:
+    """Tokens the recogniser ran together split again at letter/digit seams: WW1750WL26 -> WW 1750 WL 26,
+    W:838L:609 -> W:838 L:609 (a unit stays with its number: 95HZ -> 95HZ; A0=100% stays whole)."""
+    out = []
+    for tok in fold(text).split(" "):
+        if tok[:1].isalpha():  # parameter runs start with a name; IDs (630P630, 78DR78) with digits: left whole
+            tok = re.sub(r"(?<=\d)(?=[A-Z]{1,5}[:=<>]?\d)|(?<=\d)(?=[A-Z]:)", " ", tok)
+            tok = re.sub(r"(?<=[A-Z])(?=\d)(?!\d*[:=<>])", " ", tok)
+        out.append(tok)
+    return " ".join(out)
 
 
 def _mixed_id(text: str) -> bool:
     """A token mixing letters and at least three digits, five characters or more (CH5397431, 630P630,
-    44CG43): how IDs and accession numbers look, and how no technical label does."""
+    44CG43): how IDs and accession numbers look, and how no technical label does, even run together."""
     for tok in re.split(r"\s+", fold(text)):
         t = re.sub(r"[^0-9A-Z]", "", tok)
         digits = sum(c.isdigit() for c in t)
-        if len(t) >= 5 and digits >= 3 and digits < len(t) and not _technical_token(tok):
+        if len(t) >= 5 and digits >= 3 and digits < len(t) and not _technical_token(tok) and not technical(spaced(tok)):
             return True
     return False
 
@@ -416,12 +430,20 @@ def _technical_token(tok: str) -> bool:
     return False
 
 
-def technical(text: str) -> bool:
+# two letters alone on a line are someone's initials unless they are one of these markers
+_SHORT_ALONE = frozenset({"AP", "PA", "LT", "RT", "LL", "RL", "AX", "CF", "PW", "CW", "2D", "3D", "4D", "OB", "MI"})
+
+
+def technical(text: str, _respaced: bool = False) -> bool:
     """Every token is technical vocabulary, and at least one is more than a bare number or a single
-    mark: a lone "19" or "045" could be an age, a day or part of an ID, so it is not positively technical."""
+    mark: a lone "19" or "045" could be an age, a day or part of an ID, so it is not positively technical;
+    nor are two letters alone (initials) unless a well-known marker."""
     toks = [t for t in re.split(r"\s+", fold(text)) if t]
-    if not toks or not all(_technical_token(t) for t in toks):
+    if len(toks) == 1 and re.fullmatch(r"[A-Z0-9]{2}", toks[0].strip(".,:;()[]")) and \
+            toks[0].strip(".,:;()[]") not in _SHORT_ALONE:
         return False
+    if not toks or not all(_technical_token(t) for t in toks):
+        return not _respaced and spaced(text) != fold(text) and technical(spaced(text), True)
     return any(not re.fullmatch(r"[+-]?\d+|[+\-*#<>=~^/\\|.:°]+", t) for t in toks)
 
 

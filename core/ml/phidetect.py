@@ -111,6 +111,41 @@ def fuse(yolo: list[detector.Detection], lines: list[ocr.Line], gap: float = LIN
     return cands
 
 
+def tighten(image8: np.ndarray, box: Box) -> Box:
+    """The line's own extent inside a detector's box: the glyphs (connected pieces that stand out from a
+    median-filtered background, so gradients and bars behind the text do not count) with an eighth of
+    their height around them. Only ever shrinks; a box without clear glyphs stays as it is."""
+    import cv2
+
+    x0, y0, x1, y1 = box.x0, box.y0, box.x1, box.y1
+    c = image8[y0:y1, x0:x1]
+    H, W = c.shape[:2]
+    if c.size == 0 or min(H, W) < 6:
+        return box
+    g = np.ascontiguousarray(c.max(axis=2) if c.ndim == 3 else c)
+    k = min(255, max(3, (H // 2) * 2 + 1))
+    diff = np.abs(g.astype(np.int16) - cv2.medianBlur(g, k).astype(np.int16))
+    thr = max(10.0, 0.2 * float(np.percentile(diff, 99)))
+    fg = (diff > thr).astype(np.uint8)
+    n, _, st, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
+    keep = [i for i in range(1, n) if st[i, cv2.CC_STAT_HEIGHT] >= 0.25 * H and st[i, cv2.CC_STAT_AREA] >= 3
+            and st[i, cv2.CC_STAT_WIDTH] <= 3 * H]
+    if not keep:
+        return box
+    gx0 = min(st[i, cv2.CC_STAT_LEFT] for i in keep)
+    gy0 = min(st[i, cv2.CC_STAT_TOP] for i in keep)
+    gx1 = max(st[i, cv2.CC_STAT_LEFT] + st[i, cv2.CC_STAT_WIDTH] for i in keep)
+    gy1 = max(st[i, cv2.CC_STAT_TOP] + st[i, cv2.CC_STAT_HEIGHT] for i in keep)
+    if gx1 - gx0 < 0.3 * W or gy1 - gy0 < 0.3 * H:
+        return box  # a few specks: no clear line here
+    gh = gy1 - gy0
+    pad = max(1, gh // 8)
+    # vertically to the glyphs; along the line by at most a glyph height per end (the detectors' boxes run
+    # a little past the text, and glyphs faint against bright bone at one end may not stand out here)
+    return Box(x0 + max(0, min(gx0 - pad, gh)), y0 + max(0, gy0 - pad), x0 + min(W, max(gx1 + pad, W - gh)),
+               y0 + min(H, gy1 + pad), box.frame)
+
+
 def _decide(c: _Cand, text: str, score: float, header: HeaderValues | None, verifier_none: float) -> Decision | None:
     d = classify(text, score, header)
     if d.reason != "unreadable" and score >= UNREAD:
@@ -126,7 +161,7 @@ def _decide(c: _Cand, text: str, score: float, header: HeaderValues | None, veri
 
 def find(image8: np.ndarray, *, model=None, verifier="shipped", engine=None, header: HeaderValues | None = None,
          conf: float = 0.25, iou: float = 0.45, frame: int = 0, policy: Policy = Policy(),
-         timings: Timings | None = None) -> list[TextRegion]:
+         timings: Timings | None = None, _trace: list | None = None) -> list[TextRegion]:
     """Text regions of an 8-bit view (H x W or H x W x 3 RGB). `model` / `verifier` as in
     detector.detect; `engine` the OCR engine (loaded once per process when None); `header` the
     same file's header values (DICOM)."""
@@ -157,12 +192,15 @@ def find(image8: np.ndarray, *, model=None, verifier="shipped", engine=None, hea
     out = []
     for k, (c, r) in enumerate(zip(cands, readings)):
         d = _decide(c, r.text, r.score, header, float(p_none[k]))
-        if d is None:
+        found = Box(*boxes[k], frame).clip(h, w)
+        line = tighten(image8, found) if not found.empty else found
+        if _trace is not None:  # development only (scripts): what was read and decided, never logged
+            _trace.append(((line.x0, line.y0, line.x1, line.y1), c, r, d))
+        if d is None or found.empty:
             continue
-        line = Box(*boxes[k], frame).clip(h, w)
-        if line.empty:
-            continue
-        grown = detector.seal_boxes([detector.Detection(line, d.label, d.confidence)], h, w)[0].box
+        # the seal covers the line grown by the margin and everything a detector drew around it
+        g = detector.seal_boxes([detector.Detection(line, d.label, d.confidence)], h, w)[0].box
+        grown = Box(min(g.x0, found.x0), min(g.y0, found.y0), max(g.x1, found.x1), max(g.y1, found.y1), frame)
         out.append(TextRegion(grown, d.label, float(d.confidence), d.reason, tuple(sorted(c.sources)), line))
     if timings is not None:
         timings.yolo_ms, timings.ocr_detect_ms = (t1 - t0) * 1e3, (t2 - t1) * 1e3
