@@ -85,7 +85,10 @@ def test_header_values_from_a_dataset_with_sequences_never_print():
 
 @pytest.mark.parametrize("line", ["kVp 80", "mAs 2.5", "TIS<0.4 MI=0.8 AO=100%", "Depth 16cm", "L", "R", "PORTABLE",
                                   "SEMI-UPRIGHT", "C5-1", "28Hz", "Gn 60", "3/3/4", "W:400 L:40", "Se: 3", "Im: 12/40",
-                                  "LYMPH NODE", "+ Cist Mag 1.06 cm", "TIS0.4 MI 1.4", "65bpm", "Adult Echo"])
+                                  "LYMPH NODE", "+ Cist Mag 1.06 cm", "TIS0.4 MI 1.4", "65bpm", "Adult Echo",
+                                  # run together by the recogniser, or misread
+                                  "WW1750WL26", "W:838L:-609", "WW 1500WL-600", "TIS<0.4MI=0.8A0=100%", "mAs16",
+                                  "Depth 7om", "W:421 L;270", "M3"])
 def test_technical_lines_stay_visible(line):
     d = classify(line, 0.95)
     assert (d.label, d.reason) == ("annotation", "rule:technical"), line
@@ -116,3 +119,11 @@ def test_times_and_dates_are_parsed_not_guessed():
     assert parse_dates("5/25/2011") == {date(2011, 5, 25)}
     assert parse_dates("12/03/2017") == {date(2017, 3, 12), date(2017, 12, 3)}
     assert not technical("19") and technical("19 cm")
+
+
+@pytest.mark.parametrize("line", ["DOB:01 July198", "JUL17", "45M", "630P630", "78DR78", "Se 630P630", "RA", "M 26",
+                                  "Ex: 2411", "AGE45", "F", "0118", "22G22", "MRN 4471902"])
+def test_what_is_never_technical(line):
+    """Words followed by numbers are not parameters unless the word is one; IDs split at letter seams
+    stay IDs; initials, sex letters and bare numbers are not positively technical."""
+    assert classify(line, 0.99).label == "phi", line

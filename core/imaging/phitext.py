@@ -336,10 +336,15 @@ def spaced(text: str) -> str:
     """Tokens the recogniser ran together split again at letter/digit seams: WW1750WL26 -> WW 1750 WL 26,
     W:838L:609 -> W:838 L:609 (a unit stays with its number: 95HZ -> 95HZ; A0=100% stays whole)."""
     out = []
-    for tok in fold(text).split(" "):
-        if tok[:1].isalpha():  # parameter runs start with a name; IDs (630P630, 78DR78) with digits: left whole
-            tok = re.sub(r"(?<=\d)(?=[A-Z]{1,5}[:=<>]?\d)|(?<=\d)(?=[A-Z]:)", " ", tok)
+    for n, tok in enumerate(fold(text).split(" ")):
+        # parameter runs start with a name (WW1750WL26), or follow one (WW 1500WL-600); a token alone that
+        # starts with digits is how IDs look (630P630, 78DR78): left whole
+        if tok[:1].isalpha():
+            tok = re.sub(r"(?<=\d)(?=[A-Z]{1,5}[:=<>]?[-+]?\d)|(?<=\d)(?=[A-Z]:)", " ", tok)
             tok = re.sub(r"(?<=[A-Z])(?=\d)(?!\d*[:=<>])", " ", tok)
+        elif n > 0 and out[0][:1].isalpha():  # 1500WL-600 after WW: split only before a known parameter name
+            tok = re.sub(r"(?<=\d)(?=([A-Z]{2,5})[:=<>]?[-+]?\d)",
+                         lambda m: " " if m.group(1) in _TECH_WORDS else "", tok)
         out.append(tok)
     return " ".join(out)
 
@@ -401,27 +406,37 @@ NOTE MARK MARKER SCALE RULER CALIPER CAL CURSOR ROI ANNOTATION ANT POST SUP INF 
 OF THE AND TO VIEW PROJ PROJECTION ORIENTATION ERECTUS ARM ARMS UP DOWN WITH WITHOUT BILAT BILATERAL UNILAT
 DEG DEGREE DEGREES X Y Z ACQ ACQUISITION STATIC DYNAMIC GATED ANTERIOR POSTERIOR ROUTINE PROTOCOL
 """.split())
-_UNITS = r"(%|CM|MM|UM|M|S|MS|SEC|MSEC|HZ|KHZ|MHZ|DB|BPM|KV|KVP|MA|MAS|CM2|CM3|MM2|ML|CC|CM/S|MM/S|M/S|MMHG|DEG|°|FPS|X|KG|G|MGY|GY|GYCM2|UGYM2|DGYCM2|MSV)"
+# units (not M, S or G alone: "45M" may be an age in months, a sex and an age, or part of an ID)
+_UNITS = r"(%|CM|MM|UM|MS|SEC|MSEC|HZ|KHZ|MHZ|DB|BPM|KV|KVP|MA|MAS|CM2|CM3|MM2|ML|CC|CM/S|MM/S|M/S|MMHG|DEG|°|FPS|X|KG|MGY|GY|GYCM2|UGYM2|DGYCM2|MSV)"
 _NUMBER = r"[+-]?\d{1,4}(?:[.,]\d{1,3})?"
 _TECH_TOKEN = [
     re.compile(rf"^{_NUMBER}{_UNITS}$"),  # 5cm, 28HZ, 100%, 1.06CM
     re.compile(rf"^{_NUMBER}$"),  # a bare number (technical() wants more than numbers on a line)
-    re.compile(rf"^[A-Z][A-Z0]{{0,4}}[:=<>]?{_NUMBER}{_UNITS}?$"),  # TIS0.4, MI=0.8, AO=100% (A0), C61, W:400, FR25HZ
     re.compile(rf"^{_NUMBER}[:/]{_NUMBER}(?:[/:]{_NUMBER})?$"),  # 3/3/4, 127/128, 1:2, 12/40 (dates are caught before)
     re.compile(r"^\d{1,3}[.,]\d{1,3}$"),  # a measurement: 1.06, 3.3
     re.compile(r"^X\d{1,2}(?:[.,]\d)?$"),  # zoom x1.5
-    re.compile(r"^[A-Z]{1,3}\d{1,2}(?:-\d{1,2})?[A-Z]?$"),  # probe and preset names: C5-1, S5-1, L12-5, P21, T2
+    re.compile(r"^[A-Z]{1,2}\d{1,2}(?:-\d{1,2})?[A-Z]?$"),  # probe and preset names: C5-1, S5-1, L12-5, P21, T2
     re.compile(r"^[+\-*#<>=~^/\\|.:°]+$"),  # marks: +, *, --, >
 ]
 
 
+_UNIT_MISREADS = re.compile(r"(?<=\d)(OM|EM|CN|GM)$")  # the recogniser's takes on "cm"
+
+
+# a parameter and its value run together: TIS0.4, MI=0.8, AO=100% (read A0), C61, W:400, FR25HZ, GN60; the name
+# is one letter or a known parameter, never any word (DOB:01 or JULY198 are not technique)
+_PARAM = re.compile(rf"^(?P<name>[A-Z][A-Z0]{{0,4}})[:=<>]?{_NUMBER}{_UNITS}?$")
+
+
 def _technical_token(tok: str) -> bool:
-    t = fold(tok).strip(",;:()[]{}'\"+*")
+    t = _UNIT_MISREADS.sub("CM", fold(tok).replace(";", ":").strip(",;:()[]{}'\"+*"))
     if not t:
         return True
     if t in _TECH_WORDS:
         return True
     if any(r.match(t) for r in _TECH_TOKEN):
+        return True
+    if (m := _PARAM.match(t)) and (len(m["name"]) == 1 or m["name"].replace("0", "O") in _TECH_WORDS):
         return True
     # compounds: SEMI-UPRIGHT, M-MODE, 2D/CF, TIS<0.4
     parts = [p for p in re.split(r"[-/_:.]", t) if p]
@@ -439,7 +454,7 @@ def technical(text: str, _respaced: bool = False) -> bool:
     mark: a lone "19" or "045" could be an age, a day or part of an ID, so it is not positively technical;
     nor are two letters alone (initials) unless a well-known marker."""
     toks = [t for t in re.split(r"\s+", fold(text)) if t]
-    if len(toks) == 1 and re.fullmatch(r"[A-Z0-9]{2}", toks[0].strip(".,:;()[]")) and \
+    if len(toks) == 1 and re.fullmatch(r"[A-Z]{2}", toks[0].strip(".,:;()[]")) and \
             toks[0].strip(".,:;()[]") not in _SHORT_ALONE:
         return False
     if not toks or not all(_technical_token(t) for t in toks):
@@ -458,7 +473,7 @@ class Decision:
     confidence: float
 
 
-READ_SURE = 0.75  # a reading at least this confident can make a line technical (and so visible)
+READ_SURE = 0.6  # a reading at least this confident can make a line technical (and so visible)
 
 
 def _latin(text: str) -> str:
@@ -479,9 +494,10 @@ def classify(text: str, score: float, header: HeaderValues | None = None) -> Dec
         return Decision("phi", "rule:time", score)
     if _AGE_SEX.search(fold(t)):
         return Decision("phi", "rule:age-sex", score)
-    if _ID_PREFIX.search(fold(t)) or _long_digit_run(t) or _mixed_id(t):
+    tech = score >= READ_SURE and technical(t)
+    if _ID_PREFIX.search(fold(t)) or _long_digit_run(t) or (_mixed_id(t) and not tech):
         return Decision("phi", "rule:id", score)
-    if score >= READ_SURE and technical(t):
+    if tech:
         return Decision("annotation", "rule:technical", score)
     ws = words(t)
     if any(w in _PLACE_WORDS for w in ws):

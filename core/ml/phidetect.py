@@ -28,6 +28,7 @@ from core.ml import detector, ocr, textverify
 LINE_GAP = 1.2  # pieces of a row closer than this many line heights are one line
 UNREAD = 0.5  # a reading less confident than this is no reading
 OCR_SURE = 0.6  # an unreadable box the OCR detector alone proposed stands only from this detector score
+VERIFIER_NONE = 0.9  # an unreadable line the text verifier calls "no text" this surely is dropped
 
 
 @dataclass(frozen=True)
@@ -111,39 +112,107 @@ def fuse(yolo: list[detector.Detection], lines: list[ocr.Line], gap: float = LIN
     return cands
 
 
-def tighten(image8: np.ndarray, box: Box) -> Box:
-    """The line's own extent inside a detector's box: the glyphs (connected pieces that stand out from a
-    median-filtered background, so gradients and bars behind the text do not count) with an eighth of
-    their height around them. Only ever shrinks; a box without clear glyphs stays as it is."""
+def _glyphs(image8: np.ndarray, box: Box):
+    """Glyph-sized pieces inside a box: connected components of what stands out from a median-filtered
+    background (so gradients and bars behind the text do not count). Returns (stats rows, H, W)."""
     import cv2
 
-    x0, y0, x1, y1 = box.x0, box.y0, box.x1, box.y1
-    c = image8[y0:y1, x0:x1]
+    c = image8[box.y0:box.y1, box.x0:box.x1]
     H, W = c.shape[:2]
     if c.size == 0 or min(H, W) < 6:
-        return box
+        return [], H, W
     g = np.ascontiguousarray(c.max(axis=2) if c.ndim == 3 else c)
     k = min(255, max(3, (H // 2) * 2 + 1))
     diff = np.abs(g.astype(np.int16) - cv2.medianBlur(g, k).astype(np.int16))
     thr = max(10.0, 0.2 * float(np.percentile(diff, 99)))
-    fg = (diff > thr).astype(np.uint8)
-    n, _, st, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
-    keep = [i for i in range(1, n) if st[i, cv2.CC_STAT_HEIGHT] >= 0.25 * H and st[i, cv2.CC_STAT_AREA] >= 3
-            and st[i, cv2.CC_STAT_WIDTH] <= 3 * H]
-    if not keep:
-        return box
-    gx0 = min(st[i, cv2.CC_STAT_LEFT] for i in keep)
-    gy0 = min(st[i, cv2.CC_STAT_TOP] for i in keep)
-    gx1 = max(st[i, cv2.CC_STAT_LEFT] + st[i, cv2.CC_STAT_WIDTH] for i in keep)
-    gy1 = max(st[i, cv2.CC_STAT_TOP] + st[i, cv2.CC_STAT_HEIGHT] for i in keep)
-    if gx1 - gx0 < 0.3 * W or gy1 - gy0 < 0.3 * H:
-        return box  # a few specks: no clear line here
-    gh = gy1 - gy0
-    pad = max(1, gh // 8)
-    # vertically to the glyphs; along the line by at most a glyph height per end (the detectors' boxes run
-    # a little past the text, and glyphs faint against bright bone at one end may not stand out here)
-    return Box(x0 + max(0, min(gx0 - pad, gh)), y0 + max(0, gy0 - pad), x0 + min(W, max(gx1 + pad, W - gh)),
-               y0 + min(H, gy1 + pad), box.frame)
+    n, _, st, _ = cv2.connectedComponentsWithStats((diff > thr).astype(np.uint8), connectivity=8)
+    return [st[i] for i in range(1, n) if st[i, cv2.CC_STAT_AREA] >= 3 and st[i, cv2.CC_STAT_HEIGHT] >= 4
+            and st[i, cv2.CC_STAT_WIDTH] <= 3 * H and st[i, cv2.CC_STAT_HEIGHT] <= 0.95 * H + 2], H, W
+
+
+def rows(image8: np.ndarray, box: Box) -> list[Box]:
+    """The text lines inside a detector's box, each tight around its glyphs with an eighth of their height
+    around them: a box a detector drew around a block of lines becomes one box per line. Only ever
+    shrinks; vertically to the glyphs, along the line by at most a glyph height per end (detectors' boxes
+    run a little past the text, and glyphs faint against bright bone at one end may not stand out here).
+    A box without clear glyphs stays as it is."""
+    import cv2
+
+    st, H, W = _glyphs(image8, box)
+    if not st:
+        return [box]
+    tall = max(s[cv2.CC_STAT_HEIGHT] for s in st)
+    st = [s for s in st if s[cv2.CC_STAT_HEIGHT] >= 0.35 * tall]  # specks and dots are not what a line is made of
+    prof = np.zeros(H + 1, np.int32)
+    for s in st:
+        prof[s[cv2.CC_STAT_TOP]] += 1
+        prof[s[cv2.CC_STAT_TOP] + s[cv2.CC_STAT_HEIGHT]] -= 1
+    covered = np.cumsum(prof)[:H] > 0
+    bands, y = [], 0
+    while y < H:
+        if covered[y]:
+            y1 = y
+            while y1 < H and covered[y1]:
+                y1 += 1
+            bands.append((y, y1))
+            y = y1
+        y += 1
+    bands = [b for b in bands if b[1] - b[0] >= 0.4 * max(b2[1] - b2[0] for b2 in bands)]
+    out = []
+    for b0, b1 in bands:
+        mine = [s for s in st if s[cv2.CC_STAT_TOP] >= b0 - 1 and s[cv2.CC_STAT_TOP] + s[cv2.CC_STAT_HEIGHT] <= b1 + 1]
+        gx0 = min(s[cv2.CC_STAT_LEFT] for s in mine)
+        gx1 = max(s[cv2.CC_STAT_LEFT] + s[cv2.CC_STAT_WIDTH] for s in mine)
+        gh = b1 - b0
+        if len(bands) == 1 and (gx1 - gx0 < 0.3 * W or gh < 0.3 * H):
+            return [box]  # a few specks: no clear line here
+        pad = max(1, gh // 8)
+        out.append(Box(box.x0 + max(0, min(gx0 - pad, gh)), box.y0 + max(0, b0 - pad),
+                       box.x0 + min(W, max(gx1 + pad, W - gh)), box.y0 + min(H, b1 + pad), box.frame))
+    return out or [box]
+
+
+def tighten(image8: np.ndarray, box: Box) -> Box:
+    """The one line a box holds, tight (see `rows`); the box itself when it holds several or none."""
+    r = rows(image8, box)
+    return r[0] if len(r) == 1 else box
+
+
+@dataclass
+class _Line:
+    """A line to read: its tight box, the detectors' box around it (for the seal), its candidate."""
+
+    box: Box
+    found: Box
+    cand: _Cand
+
+
+def _same_line(a: Box, b: Box) -> bool:
+    ix = max(0, min(a.x1, b.x1) - max(a.x0, b.x0))
+    iy = max(0, min(a.y1, b.y1) - max(a.y0, b.y0))
+    ha, hb = a.y1 - a.y0, b.y1 - b.y0
+    if ix * iy == 0 or max(ha, hb) > 1.6 * max(1, min(ha, hb)):
+        return False
+    inter = ix * iy
+    return inter >= 0.5 * (a.area + b.area - inter) or inter >= 0.8 * min(a.area, b.area)
+
+
+def _dedup(lines: list[_Line]) -> list[_Line]:
+    """Lines that two candidates produced (the same text seen in two boxes) become one."""
+    out: list[_Line] = []
+    for ln in sorted(lines, key=lambda x: -x.box.area):
+        for k, o in enumerate(out):
+            if _same_line(o.box, ln.box):
+                a, b, c, d = o.box, ln.box, o.cand, ln.cand
+                merged = _Cand(min(c.x0, d.x0), min(c.y0, d.y0), max(c.x1, d.x1), max(c.y1, d.y1), c.sources | d.sources,
+                               c.yolo_cls or d.yolo_cls, max(c.yolo_conf, d.yolo_conf), max(c.ocr_score, d.ocr_score))
+                out[k] = _Line(Box(min(a.x0, b.x0), min(a.y0, b.y0), max(a.x1, b.x1), max(a.y1, b.y1), a.frame),
+                               Box(min(o.found.x0, ln.found.x0), min(o.found.y0, ln.found.y0),
+                                   max(o.found.x1, ln.found.x1), max(o.found.y1, ln.found.y1), a.frame), merged)
+                break
+        else:
+            out.append(ln)
+    return out
 
 
 def _decide(c: _Cand, text: str, score: float, header: HeaderValues | None, verifier_none: float) -> Decision | None:
@@ -152,8 +221,11 @@ def _decide(c: _Cand, text: str, score: float, header: HeaderValues | None, veri
         return d
     if d.reason.startswith("header:"):
         return d  # a header value read even faintly
-    # nothing could be read: seal what a detector is sure is text, drop an unsure OCR-only proposal
+    # nothing could be read: seal what a detector is sure is text, drop an unsure OCR-only proposal and
+    # what the verifier is sure holds no text
     if c.sources == {"ocr"} and (c.ocr_score < OCR_SURE or verifier_none >= 0.5):
+        return None
+    if verifier_none >= VERIFIER_NONE:
         return None
     conf = max(c.yolo_conf, c.ocr_score)
     return Decision("phi", "detector", conf)
@@ -181,31 +253,39 @@ def find(image8: np.ndarray, *, model=None, verifier="shipped", engine=None, hea
     lines = ocr.detect_lines(image8, engine) if policy.use_ocr else []
     t2 = time.perf_counter()
     cands = [c for c in fuse(yolo, lines) if c.x1 - c.x0 >= 2 and c.y1 - c.y0 >= 2]
-    boxes = [(int(np.floor(c.x0)), int(np.floor(c.y0)), int(np.ceil(c.x1)), int(np.ceil(c.y1))) for c in cands]
-    readings = ocr.read(image8, boxes, engine) if cands else []
+    todo: list[_Line] = []
+    for c in cands:
+        found = Box(int(np.floor(c.x0)), int(np.floor(c.y0)), int(np.ceil(c.x1)), int(np.ceil(c.y1)), frame).clip(h, w)
+        if found.empty:
+            continue
+        for row in rows(image8, found):
+            # the seal: what a detector drew around the line, within the line's own band
+            todo.append(_Line(row, Box(found.x0, max(found.y0, row.y0), found.x1, min(found.y1, row.y1), frame), c))
+    todo = _dedup(todo)
+    boxes = [(ln.box.x0, ln.box.y0, ln.box.x1, ln.box.y1) for ln in todo]
+    readings = ocr.read(image8, boxes, engine) if todo else []
     t3 = time.perf_counter()
-    # the verifier's view of boxes only the OCR detector proposed and nobody could read
-    unread = [k for k, (c, r) in enumerate(zip(cands, readings)) if c.sources == {"ocr"} and r.score < UNREAD]
-    p_none = np.zeros(len(cands))
+    # the verifier's view of the lines nobody could read
+    unread = [k for k, r in enumerate(readings) if r.score < UNREAD]
+    p_none = np.zeros(len(todo))
     if unread and ver is not None:
         p_none[unread] = textverify.probabilities(ver, image8, [boxes[k] for k in unread])[:, 2]
     out = []
-    for k, (c, r) in enumerate(zip(cands, readings)):
-        d = _decide(c, r.text, r.score, header, float(p_none[k]))
-        found = Box(*boxes[k], frame).clip(h, w)
-        line = tighten(image8, found) if not found.empty else found
+    for k, (ln, r) in enumerate(zip(todo, readings)):
+        d = _decide(ln.cand, r.text, r.score, header, float(p_none[k]))
         if _trace is not None:  # development only (scripts): what was read and decided, never logged
-            _trace.append(((line.x0, line.y0, line.x1, line.y1), c, r, d))
-        if d is None or found.empty:
+            _trace.append((boxes[k], ln.cand, r, d))
+        if d is None:
             continue
-        # the seal covers the line grown by the margin and everything a detector drew around it
-        g = detector.seal_boxes([detector.Detection(line, d.label, d.confidence)], h, w)[0].box
-        grown = Box(min(g.x0, found.x0), min(g.y0, found.y0), max(g.x1, found.x1), max(g.y1, found.y1), frame)
-        out.append(TextRegion(grown, d.label, float(d.confidence), d.reason, tuple(sorted(c.sources)), line))
+        # the seal covers the line grown by the margin and what a detector drew around it
+        g = detector.seal_boxes([detector.Detection(ln.box, d.label, d.confidence)], h, w)[0].box
+        f = ln.found
+        grown = Box(min(g.x0, f.x0), min(g.y0, f.y0), max(g.x1, f.x1), max(g.y1, f.y1), frame)
+        out.append(TextRegion(grown, d.label, float(d.confidence), d.reason, tuple(sorted(ln.cand.sources)), ln.box))
     if timings is not None:
         timings.yolo_ms, timings.ocr_detect_ms = (t1 - t0) * 1e3, (t2 - t1) * 1e3
         timings.read_ms, timings.decide_ms = (t3 - t2) * 1e3, (time.perf_counter() - t3) * 1e3
-        timings.lines = len(cands)
+        timings.lines = len(todo)
     if not policy.keep_annotations:
         out = [TextRegion(r.box, "phi", r.confidence, r.reason if r.cls == "phi" else "policy:seal-all", r.sources, r.line)
                for r in out]
