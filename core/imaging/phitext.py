@@ -306,7 +306,8 @@ def match_header(text: str, hv: HeaderValues | None) -> str | None:
 # header-free rules
 
 _AGE_SEX = re.compile(r"(?<![A-Z0-9.])(\d{1,3}\s?(Y|YR|YRS|YO|Y/O|J|ANS|JAHRE|MO|MOS|WK|WKS)(?![A-Z0-9])"
-                      r"|[\[(]\s?[MFO]\s?[\])]|[MF]\s?/\s?\d{1,3}|\d{1,3}\s?/\s?[MF](?![A-Z])|AGE\s?:?\s?\d{1,3}"
+                      r"|[\[(]\s?[MFO]\w?\s?[\])]|[MF]\s?/\s?\d{1,3}|\d{1,3}\s?/\s?[MF](?![A-Z])|AGE\s?:?\s?\d{1,3}"
+                      r"|^\s*[MF]\s?\d{1,3}\s*$"
                       r"|SEX\s?:?\s?[MFO](?![A-Z]))")
 _ID_PREFIX = re.compile(r"(?<![A-Z])(ID|MRN|PID|PAT|PATIENT|ACC|ACCESSION|ACCN|NHS|SSN|MR|CASE|EXAM|STUDY|NO|NR|NUM)"
                         r"(?![A-Z])\s?[#:.]?\s?[A-Z]{0,3}\d{3,}")
@@ -396,7 +397,7 @@ PLAIN DELAYED MIP MPR VR VRT RECON CINE MOVIE LOOP CLIP FRAME FRAMES SERIES SER 
 TABLE FOV MATRIX NEX ETL TE TR TI FA BW KV KVP MA MAS MAS MSEC MS SEC S EI DI DAP DOSE CTDI DLP SID SOD FILTER
 MAG ZOOM PAN TILT ROT ROTATION W L WW WL WC C WIN LEVEL WINDOW CENTER INVERT GAIN GN DR DYN FR FPS HZ KHZ MHZ FREQ
 FRQ DEPTH D FOCUS FOC PWR POWER PRF WF SV ANGLE MI TIS TIB TIC TI AO THI HGEN GEN PEN RES HRES HPEN CF CFM PW CW
-PD PDI MMODE B BMODE 2D 3D 4D HD COLOR COLOUR FLOW PERSIST PERSISTENCE SPECKLE SRI XRES CRI SONOCT COMPOUND
+PD PDI MMODE M-MODE B-MODE B BMODE 2D 3D 4D HD COLOR COLOUR FLOW PERSIST PERSISTENCE SPECKLE SRI XRES CRI SONOCT COMPOUND
 LOW MID HIGH MED NORM NORMAL ON OFF AUTO MAN MANUAL DIST AREA CIRC VOL VOLUME DIAM DIAMETER INDEX LENGTH WIDTH
 HEIGHT PSV EDV RI PI SD VEL VELOCITY PG MPG VTI HR EF LVEF FS CO SV TAPSE E A DT IVRT LA LV RA RV IVS LVPW LVID
 LVIDD LVIDS ASC AO ROOT ARCH DESC SINUS MV AV TV PV CM MM UM KG G MG ML CC DB BPM MMHG CMS MS SEC FT IN
@@ -415,7 +416,7 @@ _TECH_TOKEN = [
     re.compile(rf"^{_NUMBER}[:/]{_NUMBER}(?:[/:]{_NUMBER})?$"),  # 3/3/4, 127/128, 1:2, 12/40 (dates are caught before)
     re.compile(r"^\d{1,3}[.,]\d{1,3}$"),  # a measurement: 1.06, 3.3
     re.compile(r"^X\d{1,2}(?:[.,]\d)?$"),  # zoom x1.5
-    re.compile(r"^[A-Z]{1,2}\d{1,2}(?:-\d{1,2})?[A-Z]?$"),  # probe and preset names: C5-1, S5-1, L12-5, P21, T2
+    re.compile(r"^[A-Z]{1,2}\d{1,2}-\d{1,2}[A-Z]?$"),  # probe names: C5-1, S5-1, L12-5
     re.compile(r"^[+\-*#<>=~^/\\|.:°]+$"),  # marks: +, *, --, >
 ]
 
@@ -428,7 +429,7 @@ _UNIT_MISREADS = re.compile(r"(?<=\d)(OM|EM|CN|GM)$")  # the recogniser's takes 
 _PARAM = re.compile(rf"^(?P<name>[A-Z][A-Z0]{{0,4}})[:=<>]?{_NUMBER}{_UNITS}?$")
 
 
-def _technical_token(tok: str) -> bool:
+def _technical_token(tok: str, in_line: bool = False) -> bool:
     t = _UNIT_MISREADS.sub("CM", fold(tok).replace(";", ":").strip(",;:()[]{}'\"+*"))
     if not t:
         return True
@@ -436,11 +437,12 @@ def _technical_token(tok: str) -> bool:
         return True
     if any(r.match(t) for r in _TECH_TOKEN):
         return True
-    if (m := _PARAM.match(t)) and (len(m["name"]) == 1 or m["name"].replace("0", "O") in _TECH_WORDS):
-        return True
-    # compounds: SEMI-UPRIGHT, M-MODE, 2D/CF, TIS<0.4
-    parts = [p for p in re.split(r"[-/_:.]", t) if p]
-    if len(parts) > 1 and all(p in _TECH_WORDS or any(r.match(p) for r in _TECH_TOKEN) for p in parts):
+    if (m := _PARAM.match(t)) and ((len(m["name"]) > 1 and m["name"].replace("0", "O") in _TECH_WORDS)
+                                   or (len(m["name"]) == 1 and in_line)):
+        return True  # one letter and a value (C61, G66, R15) only among other values: alone, M78 or B71 is no setting
+    # compounds of words: SEMI-UPRIGHT, M-MODE, 2D/CF (numbers in pieces are not: 1311.1909 is no technique)
+    parts = [p for p in re.split(r"[-/_]", t) if p]
+    if len(parts) > 1 and all(p in _TECH_WORDS and not p.isdigit() for p in parts):
         return True
     return False
 
@@ -457,7 +459,9 @@ def technical(text: str, _respaced: bool = False) -> bool:
     if len(toks) == 1 and re.fullmatch(r"[A-Z]{2}", toks[0].strip(".,:;()[]")) and \
             toks[0].strip(".,:;()[]") not in _SHORT_ALONE:
         return False
-    if not toks or not all(_technical_token(t) for t in toks):
+    if _respaced and any(re.fullmatch(r"[A-Z]", t) for t in toks):
+        return False  # B71 split into B 71 is still one letter and a number: no setting on its own
+    if not toks or not all(_technical_token(t, len(toks) > 1) for t in toks):
         return not _respaced and spaced(text) != fold(text) and technical(spaced(text), True)
     return any(not re.fullmatch(r"[+-]?\d+|[+\-*#<>=~^/\\|.:°]+", t) for t in toks)
 
