@@ -88,7 +88,8 @@ def test_header_values_from_a_dataset_with_sequences_never_print():
                                   "LYMPH NODE", "+ Cist Mag 1.06 cm", "TIS0.4 MI 1.4", "65bpm", "Adult Echo",
                                   # run together by the recogniser, or misread
                                   "WW1750WL26", "W:838L:-609", "WW 1500WL-600", "TIS<0.4MI=0.8A0=100%", "mAs16",
-                                  "Depth 7om", "W:421 L;270", "5.0 R15 G66 C6 A2", "M-MODE"])
+                                  "Depth 7om", "W:421 L;270", "5.0 R15 G66 C6 A2", "M-MODE", "b=1009", "Im:172/533",
+                                  "5e:3"])
 def test_technical_lines_stay_visible(line):
     d = classify(line, 0.95)
     assert (d.label, d.reason) == ("annotation", "rule:technical"), line
@@ -124,7 +125,7 @@ def test_times_and_dates_are_parsed_not_guessed():
 @pytest.mark.parametrize("line", ["DOB:01 July198", "JUL17", "45M", "630P630", "78DR78", "Se 630P630", "RA", "M 26",
                                   "Ex: 2411", "AGE45", "F", "0118", "22G22", "MRN 4471902",
                                   # misreads of PHI: BM -> B71, [M] -> [M1], M/78 -> M78, 13.11.1989 -> 1311.1909
-                                  "B71", "[M1]", "M78", "1311.1909", "00 74.5848"])
+                                  "B71", "[M1]", "M78", "1311.1909", "00 74.5848", "1735:21"])
 def test_what_is_never_technical(line):
     """Words followed by numbers are not parameters unless the word is one; IDs split at letter seams
     stay IDs; initials, sex letters and bare numbers are not positively technical."""

@@ -413,7 +413,7 @@ _NUMBER = r"[+-]?\d{1,4}(?:[.,]\d{1,3})?"
 _TECH_TOKEN = [
     re.compile(rf"^{_NUMBER}{_UNITS}$"),  # 5cm, 28HZ, 100%, 1.06CM
     re.compile(rf"^{_NUMBER}$"),  # a bare number (technical() wants more than numbers on a line)
-    re.compile(rf"^{_NUMBER}[:/]{_NUMBER}(?:[/:]{_NUMBER})?$"),  # 3/3/4, 127/128, 1:2, 12/40 (dates are caught before)
+    re.compile(r"^\d{1,3}/\d{1,3}(?:/\d{1,3})?$|^\d{1,2}:\d{1,2}$"),  # 3/3/4, 127/128, 12/40, 1:2 (not 1735:21)
     re.compile(r"^\d{1,3}[.,]\d{1,3}$"),  # a measurement: 1.06, 3.3
     re.compile(r"^X\d{1,2}(?:[.,]\d)?$"),  # zoom x1.5
     re.compile(r"^[A-Z]{1,2}\d{1,2}-\d{1,2}[A-Z]?$"),  # probe names: C5-1, S5-1, L12-5
@@ -429,7 +429,11 @@ _UNIT_MISREADS = re.compile(r"(?<=\d)(OM|EM|CN|GM)$")  # the recogniser's takes 
 _PARAM = re.compile(rf"^(?P<name>[A-Z][A-Z0]{{0,4}})[:=<>]?{_NUMBER}{_UNITS}?$")
 
 
-def _technical_token(tok: str, in_line: bool = False) -> bool:
+_PARAM_FRACTION = re.compile(r"^(?P<name>[A-Z]{1,4}):?\d{1,3}/\d{1,4}$")  # IM:12/40, IMG:172/533
+_DIGIT_LETTER = {"5": "S", "0": "O", "1": "I", "8": "B"}
+
+
+def _technical_token(tok: str, in_line: bool = False, in_line_retry: bool = False) -> bool:
     t = _UNIT_MISREADS.sub("CM", fold(tok).replace(";", ":").strip(",;:()[]{}'\"+*"))
     if not t:
         return True
@@ -438,8 +442,12 @@ def _technical_token(tok: str, in_line: bool = False) -> bool:
     if any(r.match(t) for r in _TECH_TOKEN):
         return True
     if (m := _PARAM.match(t)) and ((len(m["name"]) > 1 and m["name"].replace("0", "O") in _TECH_WORDS)
-                                   or (len(m["name"]) == 1 and in_line)):
+                                   or (len(m["name"]) == 1 and (in_line or t[1:2] in "=:"))):
         return True  # one letter and a value (C61, G66, R15) only among other values: alone, M78 or B71 is no setting
+    if (m := _PARAM_FRACTION.match(t)) and m["name"] in _TECH_WORDS:
+        return True
+    if len(t) > 1 and t[0] in _DIGIT_LETTER and t[1].isalpha() and not in_line_retry:
+        return _technical_token(_DIGIT_LETTER[t[0]] + t[1:], in_line, True)  # 5E:3 is SE:3 misread
     # compounds of words: SEMI-UPRIGHT, M-MODE, 2D/CF (numbers in pieces are not: 1311.1909 is no technique)
     parts = [p for p in re.split(r"[-/_]", t) if p]
     if len(parts) > 1 and all(p in _TECH_WORDS and not p.isdigit() for p in parts):

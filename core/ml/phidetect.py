@@ -178,6 +178,43 @@ def tighten(image8: np.ndarray, box: Box) -> Box:
     return r[0] if len(r) == 1 else box
 
 
+EXTEND_GAP = 0.8  # a line's box reaches over glyphs beside it closer than this many line heights
+
+
+def extend(view: np.ndarray, box: Box) -> Box:
+    """The line's box grown along its row over the glyphs that continue it (on the contrast view, where
+    faint characters over bright bone stand out): a detector that saw only the high-contrast half of
+    a line leaves the other half unsealed otherwise."""
+    import cv2
+
+    H = box.y1 - box.y0
+    h, w = view.shape[:2]
+    if H < 5:
+        return box
+    X0, X1 = max(0, box.x0 - 8 * H), min(w, box.x1 + 8 * H)
+    band = np.ascontiguousarray(view[box.y0:box.y1, X0:X1])
+    if band.ndim == 3:
+        band = band.max(axis=2)
+    k = min(255, max(3, (H // 2) * 2 + 1))
+    diff = np.abs(band.astype(np.int16) - cv2.medianBlur(band, k).astype(np.int16))
+    inside = diff[:, box.x0 - X0:box.x1 - X0]
+    thr = max(10.0, 0.3 * float(np.percentile(inside, 95))) if inside.size else 10.0
+    n, _, st, _ = cv2.connectedComponentsWithStats((diff > thr).astype(np.uint8), connectivity=8)
+    comps = sorted((int(st[i, 0]), int(st[i, 0] + st[i, 2])) for i in range(1, n)
+                   if 0.35 * H <= st[i, 3] <= H and st[i, 2] <= 2.5 * H and st[i, 4] >= 3)
+    lo, hi = box.x0 - X0, box.x1 - X0
+    gap = EXTEND_GAP * H
+    grew = True
+    while grew:
+        grew = False
+        for a, b in comps:
+            if b > hi and a <= hi + gap and a >= lo:
+                hi, grew = b, True
+            if a < lo and b >= lo - gap and b <= hi:
+                lo, grew = a, True
+    return Box(X0 + lo, box.y0, X0 + hi, box.y1, box.frame) if (lo, hi) != (box.x0 - X0, box.x1 - X0) else box
+
+
 @dataclass
 class _Line:
     """A line to read: its tight box, the detectors' box around it (for the seal), its candidate."""
@@ -250,7 +287,8 @@ def find(image8: np.ndarray, *, model=None, verifier="shipped", engine=None, hea
             yolo = textverify.apply(image8, yolo, ver)
         yolo = [d for d in yolo if d.cls in ("phi", "annotation")]
     t1 = time.perf_counter()
-    lines = ocr.detect_lines(image8, engine) if policy.use_ocr else []
+    view = ocr.enhance(image8)
+    lines = ocr.detect_lines(view, engine, contrast=False) if policy.use_ocr else []
     t2 = time.perf_counter()
     cands = [c for c in fuse(yolo, lines) if c.x1 - c.x0 >= 2 and c.y1 - c.y0 >= 2]
     todo: list[_Line] = []
@@ -261,7 +299,7 @@ def find(image8: np.ndarray, *, model=None, verifier="shipped", engine=None, hea
         for row in rows(image8, found):
             # the seal: what a detector drew around the line, within the line's own band
             todo.append(_Line(row, Box(found.x0, max(found.y0, row.y0), found.x1, min(found.y1, row.y1), frame), c))
-    todo = _dedup(todo)
+    todo = _dedup([_Line(extend(view, ln.box), ln.found, ln.cand) for ln in _dedup(todo)])
     boxes = [(ln.box.x0, ln.box.y0, ln.box.x1, ln.box.y1) for ln in todo]
     readings = ocr.read(image8, boxes, engine) if todo else []
     t3 = time.perf_counter()
