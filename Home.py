@@ -45,6 +45,11 @@ if user.must_change_password:
     st.navigation([PAGES["account"]]).run()
     st.stop()
 
+if user.role in auth.required_2fa_roles() and not user.totp_enabled:
+    st.warning("Your role signs in with a second factor: set up two-factor sign-in below before you continue.")
+    st.navigation([PAGES["account"]]).run()
+    st.stop()
+
 keys = ROLE_PAGES.get(user.role, ["account"])
 nav = st.navigation([PAGES[k] for k in keys])
 wanted = st.session_state.get("requested_path", "")

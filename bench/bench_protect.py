@@ -103,7 +103,7 @@ def bench_restore_crypto() -> None:
 def bench_service(size: int, n: int) -> None:
     from core import runtime
     from core.config import Settings
-    from core.services import ingest, protect, users
+    from core.services import ingest, protect, restore, users
     from core.services.protect import RegionSpec
 
     rng = np.random.default_rng(size)
@@ -139,7 +139,7 @@ def bench_service(size: int, n: int) -> None:
         for i in ids:
             protect.protect_image(tech, i, specs)
         prot = time.perf_counter() - t
-        rest = median_time(lambda: protect.restore_image(doc, ids[0]), 10)
+        rest = median_time(lambda: restore.restore_image(doc, ids[0]), 10)
         runtime.reset()
     print(f"protect {size}x{size} uint16, 5 regions: {n / prot:.1f} images/s "
           f"(decode+PNG-encode baseline {n / base:.1f} images/s, ratio {prot / base:.2f}x); "

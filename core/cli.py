@@ -21,7 +21,18 @@ def _login(username: str):
         if not sys.stdin.isatty():
             raise MedShieldError("Set MEDSHIELD_PASSWORD or run in a terminal to type the password.")
         password = getpass.getpass(f"Password for {username}: ")
-    return users.authenticate(username, password).actor()
+    info = users.authenticate(username, password)
+    if info.totp_enabled:  # the second factor: MEDSHIELD_TOTP_CODE, or typed at the prompt
+        from core.services import twofactor
+
+        code = os.environ.get("MEDSHIELD_TOTP_CODE")
+        if code is None:
+            if not sys.stdin.isatty():
+                raise MedShieldError("This account signs in with a second factor: set MEDSHIELD_TOTP_CODE or "
+                                     "run in a terminal to type the code.")
+            code = input(f"Authentication code for {username}: ")
+        info = twofactor.verify(username, code)
+    return info.actor()
 
 
 def _cmd_init(args) -> int:

@@ -1,5 +1,5 @@
-"""Background work on a real task queue (Huey): SQLite-backed under the data directory by
-default, Redis when REDIS_URL is set (many workers).
+"""Batch jobs on the task queue (core.taskqueue: Huey, SQLite-backed by default, Redis when REDIS_URL
+is set): protection and analysis of many images.
 
 Batch protection is one Job row plus one idempotent queue task per image. A task that dies with
 its worker is re-enqueued when a worker starts (`recover`), and protecting an image is a single
@@ -10,12 +10,9 @@ Run workers with `python -m core.worker`.
 
 from __future__ import annotations
 
-import hashlib
-import threading
 from dataclasses import dataclass
 from datetime import datetime
 
-from huey import RedisHuey, SqliteHuey
 from sqlmodel import select
 
 from core import audit
@@ -24,53 +21,9 @@ from core.errors import Conflict, MedShieldError, NotFound, ValidationError
 from core.imaging.deid import DeidOptions
 from core.runtime import Runtime, get_runtime
 from core.security import Actor, Permission, service
+from core.services import explain, protect
+from core.taskqueue import queue, register
 from core.timeutil import as_utc
-
-_lock = threading.Lock()
-_queues: dict[str, "Queue"] = {}
-
-
-class Queue:
-    """A Huey instance and the tasks registered on it."""
-
-    def __init__(self, rt: Runtime, immediate: bool = False):
-        # one queue name per deployment (database), so several can share a Redis server
-        name = "medshield-" + hashlib.sha256(rt.settings.database_url.encode()).hexdigest()[:10]
-        if rt.settings.redis_url:
-            self.huey = RedisHuey(name, url=rt.settings.redis_url, immediate=immediate)
-            self.backend = "redis"
-        else:
-            self.huey = SqliteHuey(name, filename=str(rt.settings.data_dir / "queue.db"),
-                                   immediate=immediate)
-            self.backend = "sqlite"
-        self.protect_one = self.huey.task(retries=2, retry_delay=2, name="protect_one")(_protect_one)
-        self.analyze_one = self.huey.task(retries=1, retry_delay=2, name="analyze_one")(_analyze_one)
-        self.train = self.huey.task(name="train_model")(_train_model)
-        self.evaluate = self.huey.task(name="evaluate_model")(_evaluate_model)
-
-
-def _train_model(job_id: int) -> None:
-    from core.services.training import run_training
-
-    run_training(job_id)
-
-
-def _evaluate_model(job_id: int) -> None:
-    from core.services.training import run_evaluation
-
-    run_evaluation(job_id)
-
-
-def queue(rt: Runtime | None = None, immediate: bool | None = None) -> Queue:
-    rt = rt or get_runtime()
-    key = f"{rt.settings.redis_url or rt.settings.data_dir}"
-    with _lock:
-        q = _queues.get(key)
-        if q is None:
-            q = _queues[key] = Queue(rt)
-        if immediate is not None:
-            q.huey.immediate = immediate
-        return q
 
 
 @dataclass(frozen=True)
@@ -128,10 +81,9 @@ BATCH_KINDS = ("protect", "analyze")  # one queue task per image, progress count
 BATCH_VERBS = {"protect": "protected", "analyze": "analysed"}
 
 
+@register("analyze_one", retries=1, retry_delay=2)
 def _analyze_one(job_id: int, image_id: int) -> None:
     """One image of a batch analysis. Idempotent: an image already counted is not analysed twice."""
-    from core.services import explain
-
     rt = get_runtime()
     with rt.session() as s:
         job = s.get(Job, job_id)
@@ -181,10 +133,9 @@ def _job(job_id: int) -> JobInfo:
         return _info(s.get(Job, job_id))
 
 
+@register("protect_one", retries=2, retry_delay=2)
 def _protect_one(job_id: int, image_id: int) -> None:
     """One image of a batch. Idempotent: an image already protected counts as done."""
-    from core.services import protect
-
     rt = get_runtime()
     with rt.session() as s:
         job = s.get(Job, job_id)
@@ -272,6 +223,6 @@ def recover(rt: Runtime | None = None) -> int:
     for kind, job_id, image_id in pending:
         (q.protect_one if kind == "protect" else q.analyze_one)(job_id, image_id)
         n += 1
-    from core.services.training import recover_jobs
+    from core.services.training import recover_jobs  # and registers the training tasks
 
     return n + recover_jobs()

@@ -9,11 +9,15 @@ when the role lacks the permission. Pages only hide what a role cannot use; this
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from enum import Enum
 from typing import Callable, TypeVar
 
+from core import audit
+from core.db.models import Setting, User
 from core.errors import AccessDenied
+from core.runtime import get_runtime
 
 
 class Role(str, Enum):
@@ -80,6 +84,36 @@ class Actor:
     role: str
 
 
+TWO_FACTOR_SETTING = "two_factor"
+TWO_FACTOR_DEFAULT = ("admin", "doctor")
+
+
+def two_factor_roles(session=None) -> tuple[str, ...]:
+    """Roles that must sign in with a second factor: the admin's setting, else MEDSHIELD_2FA_ROLES
+    (comma-separated; empty for none), else admin and doctor. `session`: an open one to read it in."""
+    if session is not None:
+        row = session.get(Setting, TWO_FACTOR_SETTING)
+    else:
+        with get_runtime().session() as s:
+            row = s.get(Setting, TWO_FACTOR_SETTING)
+    if row is not None and isinstance(row.value, dict) and isinstance(row.value.get("required_roles"), list):
+        return tuple(r for r in row.value["required_roles"] if r in ROLES)
+    env = os.environ.get("MEDSHIELD_2FA_ROLES")
+    if env is not None:
+        return tuple(r.strip() for r in env.split(",") if r.strip() in ROLES)
+    return TWO_FACTOR_DEFAULT
+
+
+def current_actor_state(actor: Actor) -> tuple[str | None, bool]:
+    """(the user's role now, whether they must set up a second factor first); role None when the
+    account is disabled or gone. Read from the database on every call: a change takes effect at once."""
+    with get_runtime().session() as s:
+        user = s.get(User, actor.user_id)
+        if user is None or not user.is_active or user.username != actor.username:
+            return None, False
+        return user.role, not user.totp_enabled and user.role in two_factor_roles(s)
+
+
 F = TypeVar("F", bound=Callable)
 
 # name -> (function, permission); the permission-matrix test enumerates this registry.
@@ -90,15 +124,15 @@ def service(permission: Permission) -> Callable[[F], F]:
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
         def wrapper(actor: Actor, *args, **kwargs):
-            from core.services.context import current_actor_role  # avoid an import cycle
-
             if not isinstance(actor, Actor):
                 raise AccessDenied("No acting user was given: log in first.")
-            role = current_actor_role(actor)
+            role, must_enrol = current_actor_state(actor)
+            if must_enrol and permission is not Permission.ACCOUNT_SELF:
+                audit.record(get_runtime().engine, actor.username, role or actor.role, f"deny:{fn.__name__}",
+                             "denied", detail="second factor not set up")
+                raise AccessDenied("Your role signs in with a second factor: set up two-factor sign-in on "
+                                   "My account first.")
             if role is None or not has_permission(role, permission):
-                from core import audit
-                from core.runtime import get_runtime
-
                 audit.record(
                     get_runtime().engine, actor.username, role or actor.role, f"deny:{fn.__name__}",
                     "denied", detail=f"missing permission {permission.value}",

@@ -9,9 +9,59 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import MedShieldError
+import numpy as np
+
+from core.errors import IntegrityError, InvalidImage, MedShieldError
+
+
+@dataclass
+class OpenedPackage:
+    image_id: int
+    pixels: np.ndarray
+    frames: int
+    protected_format: str
+    dicom_bytes: bytes | None
+
+
+def open_package(data: bytes, private) -> OpenedPackage:
+    """Verify and restore a package offline: unseal it (core.crypto.share), open every region, paste it
+    back and check the restored pixels against the package's checksum."""
+    import io
+
+    import pydicom
+
+    from core.crypto.sealing import SealedRegion, cipher, open_bytes, open_region, paste_region
+    from core.crypto.share import unb64, unseal_package
+    from core.geometry import Box
+    from core.imaging.decode import decode_image, pixel_digest
+    from core.imaging.dicomio import dataset_bytes, set_pixels
+
+    body, dek = unseal_package(data, private)
+    try:
+        image_id = int(body["image_id"])
+        prot = decode_image(unb64(body["protected"], "image"))
+        pixels = np.array(prot.pixels, copy=True)
+        aes = cipher(dek)
+        for r in body["regions"]:
+            x0, y0, x1, y1 = r["box"]
+            region = SealedRegion(int(r["index"]), Box(x0, y0, x1, y1, int(r["frame"])), r["dtype"],
+                                  tuple(int(v) for v in r["shape"]), unb64(r["nonce"], "nonce"),
+                                  unb64(r["ciphertext"], "region"))
+            paste_region(pixels, region, open_region(aes, image_id, region), prot.frames)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidImage("The file is not a readable MedShield share package.") from exc
+    if pixel_digest(pixels) != body["pixel_sha256"]:
+        raise IntegrityError("The restored pixels do not match the checksum in the package.")
+    dicom_bytes = None
+    if body.get("header_sealed"):
+        header = pydicom.dcmread(io.BytesIO(open_bytes(dek, "dicom-header", image_id,
+                                                       unb64(body["header_sealed"], "header"))), force=True)
+        set_pixels(header, pixels, prot.photometric)
+        dicom_bytes = dataset_bytes(header)
+    return OpenedPackage(image_id, pixels, prot.frames, body["protected_format"], dicom_bytes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.out + ".pub").write_text(pub + "\n")
             print(f"private key: {key_path} (mode 0600; keep it secret)\npublic key:  {pub}")
             return 0
-        opened = share.open_package(Path(args.package).read_bytes(), share.load_private(Path(args.key).read_text()))
+        opened = open_package(Path(args.package).read_bytes(), share.load_private(Path(args.key).read_text()))
         from core.imaging.display import encode_png
 
         Path(args.out).write_bytes(encode_png(opened.pixels[0] if opened.frames > 1 else opened.pixels))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from core import jobs
+from core import jobs, taskqueue
+from core.services import training  # noqa: F401  (registers the training tasks)
 from core.runtime import get_runtime
 
 
@@ -15,7 +16,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     rt = get_runtime()
-    q = jobs.queue(rt, immediate=False)
+    q = taskqueue.queue(rt, immediate=False)
     n = jobs.recover(rt)
     logging.getLogger("medshield.worker").info("queue %s; re-enqueued %d unfinished task(s)", q.backend, n)
     q.huey.create_consumer(workers=args.workers, worker_type="thread", check_worker_health=True).run()

@@ -3,7 +3,7 @@ import streamlit as st
 
 from core.errors import MedShieldError
 from core.security import ROLES
-from core.services import keys, users
+from core.services import keys, twofactor, users
 from ui.navigation import guard
 from ui.common import attempt, fmt_ts
 
@@ -18,7 +18,8 @@ people = attempt(users.list_users, me) or []
 st.dataframe(pd.DataFrame([{
     "user": u.username, "name": u.name, "role": u.role, "active": u.is_active,
     "locked": "until " + fmt_ts(u.locked_until) if u.is_locked else "", "failed": u.failed_attempts,
-    "must change pw": u.must_change_password, "last login": fmt_ts(u.last_login_at),
+    "must change pw": u.must_change_password, "2FA": "on" if u.totp_enabled else "",
+    "last login": fmt_ts(u.last_login_at),
 } for u in people]), hide_index=True, width="stretch")
 
 with st.expander("Create user", expanded=not people or len(people) == 1):
@@ -44,7 +45,7 @@ if people:
     by_name = {u.username: u for u in people}
     pick = st.selectbox("User", list(by_name), key="admin_pick")
     u = by_name[pick]
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4, c5 = st.columns(5)
     if u.is_active:
         if c1.button("Disable", width="stretch", disabled=u.id == me.user_id):
             if attempt(users.set_active, me, u.id, False):
@@ -63,6 +64,11 @@ if people:
         if temp:
             st.session_state["admin_secret"] = (u.username, temp)
             st.rerun()
+    if c5.button("Reset 2FA", width="stretch", disabled=not u.totp_enabled,
+                 help="For a lost device: the user enrols again at next sign-in."):
+        if attempt(twofactor.reset, me, u.id) is None:
+            st.session_state["admin_flash"] = f"Two-factor sign-in reset for {u.username}."
+            st.rerun()
     with c4:
         new_role = st.selectbox("Role", ROLES, index=ROLES.index(u.role), key=f"role_{u.id}",
                                 label_visibility="collapsed", disabled=u.id == me.user_id)
@@ -70,6 +76,16 @@ if people:
             if attempt(users.set_role, me, u.id, new_role):
                 st.session_state["admin_flash"] = f"{u.username} is now {new_role}."
                 st.rerun()
+
+st.subheader("Two-factor sign-in policy")
+with st.form("tf_policy"):
+    req = st.multiselect("Roles that must sign in with a second factor", ROLES, default=list(twofactor.required_roles()),
+                         help="Users of these roles without a second factor are sent to enrol at sign-in and can do "
+                              "nothing else until they have.")
+    if st.form_submit_button("Save policy"):
+        if attempt(twofactor.set_required_roles, me, req) is not None:
+            st.session_state["admin_flash"] = "Two-factor policy saved: " + (", ".join(req) or "no role") + "."
+            st.rerun()
 
 st.subheader("Encryption keys")
 status = attempt(keys.key_status, me)

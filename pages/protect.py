@@ -3,8 +3,7 @@ import streamlit as st
 from PIL import Image as PILImage
 from streamlit_drawable_canvas import st_canvas
 
-from core.crypto.masking import MASK_WARNINGS, MASKS
-from core.crypto.sealing import Box
+from core.geometry import Box
 from core.errors import MedShieldError
 from core import jobs
 from core.imaging.canvas import boxes_from_fabric, fabric_from_boxes
@@ -113,10 +112,10 @@ with left:
                 if not b.empty:
                     grid_v[n % 6].image(view[b.y0:b.y1, b.x0:b.x1], width="stretch")
 with right:
-    mask = st.selectbox("Mask", MASKS, key="protect_mask",
+    mask = st.selectbox("Mask", protect.MASKS, key="protect_mask",
                         help="How sealed regions look in the protected image.")
-    if mask in MASK_WARNINGS:
-        st.warning(MASK_WARNINGS[mask])
+    if mask in protect.MASK_WARNINGS:
+        st.warning(protect.MASK_WARNINGS[mask])
     opts = DeidOptions()
     if info.source_format == "dicom":
         opts = DeidOptions(
@@ -159,7 +158,7 @@ st.subheader("Protect many images in the background")
 with st.form("batch"):
     chosen = st.multiselect("Images", list(labels), default=list(labels)[:50])
     c1, c2, c3 = st.columns(3)
-    b_mask = c1.selectbox("Mask", MASKS, key="batch_mask")
+    b_mask = c1.selectbox("Mask", protect.MASKS, key="batch_mask")
     use_det = c2.checkbox("Use the detector", value=has_detector, disabled=not has_detector)
     b_dates = c3.checkbox("Retain shifted dates (DICOM)", key="batch_dates")
     if st.form_submit_button("Queue protection"):

@@ -2,7 +2,7 @@ import numpy as np
 import streamlit as st
 
 from core.imaging.display import to_display_uint8
-from core.services import protect
+from core.services import restore
 from ui.common import actor, attempt, image_choices
 from ui.navigation import guard
 
@@ -19,7 +19,7 @@ if held is not None and held.image_id != info.id:
     st.session_state.pop("restored", None)
     held = None
 if held is None and st.button("Restore original", type="primary"):
-    held = attempt(protect.restore_image, me, info.id)
+    held = attempt(restore.restore_image, me, info.id)
     if held is not None:
         st.session_state["restored"] = held
 
@@ -39,12 +39,12 @@ if held is not None:
         b.image(masked, caption="Protected (as shared)", width="stretch")
     c1, c2, c3 = st.columns(3)
     c1.download_button("Download PNG" if held.png_is_lossless else "Download PNG (8-bit view)", held.png_bytes(), f"image-{info.id}.png", "image/png",
-                       on_click=protect.record_download, args=(actor(), info.id, "png"), width="stretch")
+                       on_click=restore.record_download, args=(actor(), info.id, "png"), width="stretch")
     c2.download_button("Download JPEG", held.jpeg_bytes(), f"image-{info.id}.jpg", "image/jpeg",
-                       on_click=protect.record_download, args=(actor(), info.id, "jpeg"), width="stretch")
+                       on_click=restore.record_download, args=(actor(), info.id, "jpeg"), width="stretch")
     if held.dicom_bytes is not None:
         c3.download_button("Download original DICOM", held.dicom_bytes, f"image-{info.id}.dcm",
-                           "application/dicom", on_click=protect.record_download,
+                           "application/dicom", on_click=restore.record_download,
                            args=(actor(), info.id, "dicom"), width="stretch")
 
     with st.expander("Share with a colleague (X25519 package)"):
@@ -53,7 +53,7 @@ if held is not None:
                    "`python -m core.share_cli open FILE --key THEIR.key --out original.png`.")
         pub = st.text_input("Recipient's public key", key="share_pub", placeholder="msx25519-public:…")
         if pub and st.button("Prepare package"):
-            got = attempt(protect.export_share, me, info.id, pub)
+            got = attempt(restore.export_share, me, info.id, pub)
             if got:
                 st.session_state["share_pkg"] = (info.id, *got)
         pkg = st.session_state.get("share_pkg")

@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 MEDSHIELD_DEV=1 bash scripts/install.sh
 bash scripts/services.sh
 export YOLO_OFFLINE=1 YOLO_AUTOINSTALL=False
+.venv/bin/lint-imports --no-cache  # one-way imports (.importlinter): a new cycle fails here
 exec .venv/bin/python -m pytest "$@"

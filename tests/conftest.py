@@ -13,6 +13,9 @@ from sqlalchemy import create_engine, text
 os.environ.setdefault("MEDSHIELD_BCRYPT_ROUNDS", "4")  # fast hashes in tests; same code path
 os.environ.setdefault("MEDSHIELD_QUIET_BOOTSTRAP", "1")
 os.environ.setdefault("YOLO_OFFLINE", "1")
+# the product requires a second factor for admins and doctors; tests of everything else sign in with a
+# password (tests/test_twofactor.py sets the policy explicitly)
+os.environ.setdefault("MEDSHIELD_2FA_ROLES", "")
 
 from core import runtime as runtime_mod  # noqa: E402
 from core.config import Limits, Settings  # noqa: E402

@@ -8,7 +8,7 @@ import socket
 import numpy as np
 import pytest
 
-from core.crypto.sealing import Box
+from core.geometry import Box
 from core.hashing import file_sha256
 from core.ml import detector, yolo_env
 from core.ml.detector import Detection, _merge_lines, _tiles

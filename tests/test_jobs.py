@@ -16,7 +16,7 @@ from sqlmodel import select
 from core import jobs
 from core import runtime as runtime_mod
 from core.db.models import Image
-from core.services import ingest, protect, users
+from core.services import ingest, protect, restore, users
 from tests.conftest import admin_actor, make_settings
 from tests.fixtures import dicom_bytes, png_bytes
 
@@ -36,7 +36,7 @@ def test_batch_in_immediate_mode(rt, make_user):
     assert info.status == "finished" and info.done == 4 and info.progress == 1.0
     with rt.session() as s:
         assert {i.status for i in s.exec(select(Image)).all()} == {"protected"}
-    assert all(protect.restore_image(doc, i).verified for i in ids)
+    assert all(restore.restore_image(doc, i).verified for i in ids)
     with pytest.raises(Exception):
         jobs.enqueue_protect(doc, ids)  # doctors do not protect
 
@@ -125,6 +125,6 @@ def test_killed_worker_loses_nothing(tmp_path, backend):
         # without regions the protected PNG can be byte-identical to the upload (same pixels)
         if img.blob_key != img.sha256:
             assert not rt.store.exists(img.sha256), "a clear original survived the crash"
-        assert protect.restore_image(doc, img.id).verified
+        assert restore.restore_image(doc, img.id).verified
     q.huey.flush()
     runtime_mod.reset()

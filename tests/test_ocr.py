@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from core.crypto.sealing import Box
+from core.geometry import Box
 from core.imaging.phitext import HeaderValues
 from core.ml import detector, ocr, phidetect
 

@@ -18,7 +18,7 @@ from core.db.models import Image, Region
 from core.errors import AccessDenied, Conflict, IntegrityError
 from core.imaging.decode import decode_image
 from core.imaging.deid import DeidOptions
-from core.services import ingest, keys, protect
+from core.services import ingest, keys, protect, restore
 from core.services.protect import RegionSpec
 from tests.fixtures import dicom_bytes, png_bytes, pydicom_file
 
@@ -65,7 +65,7 @@ def test_round_trip_is_pixel_exact(rt, tech, doctor, name, data):
     keep = np.ones(first.shape[:2], bool)
     keep[3:15, 2:20] = keep[10:40, 10:30] = False
     assert np.array_equal(first[keep], orig_first[keep]), "pixels outside the regions stay as they were"
-    restored = protect.restore_image(doctor, image_id)
+    restored = restore.restore_image(doctor, image_id)
     assert restored.verified and np.array_equal(restored.pixels, original)
 
 
@@ -82,7 +82,7 @@ def test_real_dicom_round_trip_and_original_header(sqlite_rt, name):
     orig = pydicom.dcmread(io.BytesIO(data))
     image_id = _ingest(tech, name, data)
     protect.protect_image(tech, image_id, BOXES)
-    restored = protect.restore_image(doc, image_id)
+    restored = restore.restore_image(doc, image_id)
     back = pydicom.dcmread(io.BytesIO(restored.dicom_bytes))
     for kw in ("PatientName", "PatientID", "StudyInstanceUID", "SOPInstanceUID", "StudyDate"):
         assert str(back.get(kw, "")) == str(orig.get(kw, "")), kw
@@ -138,7 +138,7 @@ def test_image_without_text_passes_through_deidentified(rt, tech, doctor):
     with rt.session() as s:
         ds = pydicom.dcmread(io.BytesIO(rt.store.get(s.get(Image, image_id).blob_key)))
     assert "Plain" not in str(ds.PatientName)
-    assert np.array_equal(protect.restore_image(doctor, image_id).pixels, decode_image(data).pixels)
+    assert np.array_equal(restore.restore_image(doctor, image_id).pixels, decode_image(data).pixels)
 
 
 def test_roles(rt, tech, doctor, make_user):
@@ -147,9 +147,9 @@ def test_roles(rt, tech, doctor, make_user):
         protect.protect_image(doctor, image_id, BOXES)
     protect.protect_image(tech, image_id, BOXES)
     with pytest.raises(AccessDenied):
-        protect.restore_image(tech, image_id)  # technicians never see restored originals
+        restore.restore_image(tech, image_id)  # technicians never see restored originals
     admin = make_user("admin")
-    for fn in (protect.restore_image, protect.protected_pixels):
+    for fn in (restore.restore_image, protect.protected_pixels):
         with pytest.raises(AccessDenied):
             fn(admin, image_id)
     with pytest.raises(Conflict):
@@ -225,7 +225,7 @@ def test_tampered_database_rows_are_refused_by_restore(rt, tech, doctor):
     protect.protect_image(tech, image_id, BOXES)
     def restore_fails(match):
         with pytest.raises(IntegrityError, match=match):
-            protect.restore_image(doctor, image_id)
+            restore.restore_image(doctor, image_id)
 
     with rt.session() as s:
         region = s.exec(select(Region).where(Region.image_id == image_id, Region.index == 1)).one()
@@ -251,7 +251,7 @@ def test_tampered_database_rows_are_refused_by_restore(rt, tech, doctor):
     restore_fails("data key")
     with rt.engine.begin() as c:
         c.execute(text("UPDATE images SET dek_wrapped=:w WHERE id=:i"), {"w": good_wrapped, "i": image_id})
-    assert protect.restore_image(doctor, image_id).verified  # all repaired: works again
+    assert restore.restore_image(doctor, image_id).verified  # all repaired: works again
     assert good_nonce
 
 
@@ -268,7 +268,7 @@ def test_changed_protected_pixels_fail_the_checksum(rt, tech, doctor):
         img.blob_key = key
         s.add(img)
     with pytest.raises(IntegrityError, match="SHA-256"):
-        protect.restore_image(doctor, image_id)
+        restore.restore_image(doctor, image_id)
 
 
 def test_master_key_rotation_rewraps_without_touching_ciphertexts(rt, tech, doctor, admin):
@@ -290,7 +290,7 @@ def test_master_key_rotation_rewraps_without_touching_ciphertexts(rt, tech, doct
         assert {img.dek_key_id for img in s.exec(select(Image)).all()} == {rep.new_key_id}
     assert before == after
     for i in ids:
-        assert protect.restore_image(doctor, i).verified
+        assert restore.restore_image(doctor, i).verified
     with pytest.raises(AccessDenied):
         keys.rotate_master_key(doctor)
     assert keys.key_status(admin)["images_on_older_key"] == 0
@@ -301,9 +301,9 @@ def test_restore_and_download_are_audited(rt, tech, doctor, admin):
 
     image_id = _ingest(tech, "dl.dcm", dicom_bytes(seed=30))
     protect.protect_image(tech, image_id, BOXES)
-    name, data = protect.download_restored(doctor, image_id, "dicom")
+    name, data = restore.download_restored(doctor, image_id, "dicom")
     assert name.endswith(".dcm") and pydicom.dcmread(io.BytesIO(data)).PatientName == "Doe^Jane"
-    assert protect.download_restored(doctor, image_id, "png")[1].startswith(b"\x89PNG")
+    assert restore.download_restored(doctor, image_id, "png")[1].startswith(b"\x89PNG")
     actions = [e.action for e in audit_log.search_events(admin, username=doctor.username)]
     assert actions.count("image.restore") == 2 and actions.count("image.download") == 2
     assert all("Doe" not in e.detail for e in audit_log.search_events(admin))
@@ -320,7 +320,7 @@ def test_signed_ct_downloads(sqlite_rt):
     data = pydicom_file("CT_small.dcm")
     image_id = _ingest(tech, "ct.dcm", data)
     protect.protect_image(tech, image_id, BOXES)
-    restored = protect.restore_image(doc, image_id)
+    restored = restore.restore_image(doc, image_id)
     assert restored.pixels.dtype == np.int16 and not restored.png_is_lossless
     assert restored.png_bytes().startswith(b"\x89PNG") and restored.jpeg_bytes().startswith(b"\xff\xd8")
     assert np.array_equal(pydicom.dcmread(io.BytesIO(restored.dicom_bytes)).pixel_array, decode_image(data).pixels)

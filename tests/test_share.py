@@ -14,7 +14,7 @@ from core.crypto import share
 from core.crypto.sealing import Box
 from core.errors import AccessDenied, IntegrityError, InvalidImage, ValidationError
 from core.imaging.decode import decode_image
-from core.services import ingest, protect
+from core.services import ingest, protect, restore
 from core.services.protect import RegionSpec
 from tests.fixtures import dicom_bytes, png_bytes
 
@@ -30,9 +30,9 @@ def test_share_round_trip_png_and_dicom(rt, make_user):
     priv, pub = share.generate_keypair()
     for name, data in (("a.png", png_bytes(60, 70, dtype=np.uint16, seed=1)), ("b.dcm", dicom_bytes(64, 64, seed=2))):
         image_id = _protected(tech, name, data)
-        fname, pkg = protect.export_share(doc, image_id, pub)
+        fname, pkg = restore.export_share(doc, image_id, pub)
         assert fname.endswith(".msshare") and b"Doe^Jane" not in pkg and b"PAT-001" not in pkg
-        opened = share.open_package(pkg, share.load_private(priv))
+        opened = share_cli.open_package(pkg, share.load_private(priv))
         assert np.array_equal(opened.pixels, decode_image(data).pixels)
         if name.endswith(".dcm"):
             assert pydicom.dcmread(io.BytesIO(opened.dicom_bytes)).PatientID == "PAT-001"
@@ -43,9 +43,9 @@ def test_wrong_key_and_tampering_are_refused(rt, make_user):
     priv, pub = share.generate_keypair()
     other, _ = share.generate_keypair()
     image_id = _protected(tech, "c.png", png_bytes(60, 60, seed=3))
-    _, pkg = protect.export_share(doc, image_id, pub)
+    _, pkg = restore.export_share(doc, image_id, pub)
     with pytest.raises(IntegrityError, match="another key"):
-        share.open_package(pkg, share.load_private(other))
+        share_cli.open_package(pkg, share.load_private(other))
     doc_json = json.loads(pkg)
     for path in (("body", "regions", 0, "ciphertext"), ("body", "protected"), ("body", "pixel_sha256"),
                  ("body", "regions", 1, "box"), ("key", "wrapped_dek"), ("body", "image_id")):
@@ -63,7 +63,7 @@ def test_wrong_key_and_tampering_are_refused(rt, make_user):
         else:
             node[path[-1]] = v + 1
         with pytest.raises((IntegrityError, InvalidImage)):
-            share.open_package(json.dumps(changed).encode(), share.load_private(priv))
+            share_cli.open_package(json.dumps(changed).encode(), share.load_private(priv))
     assert doc_json["format"] == "medshield-share"
 
 
@@ -72,12 +72,12 @@ def test_only_doctors_share_and_keys_are_checked(rt, make_user, admin):
     _, pub = share.generate_keypair()
     image_id = _protected(tech, "d.png", png_bytes(seed=4))
     with pytest.raises(AccessDenied):
-        protect.export_share(tech, image_id, pub)
+        restore.export_share(tech, image_id, pub)
     with pytest.raises(ValidationError):
-        protect.export_share(doc, image_id, "not a key")
+        restore.export_share(doc, image_id, "not a key")
     from core.services import audit_log
 
-    protect.export_share(doc, image_id, pub)
+    restore.export_share(doc, image_id, pub)
     assert [e.action for e in audit_log.search_events(admin, action="image.share")] == ["image.share"]
 
 
@@ -90,7 +90,7 @@ def test_offline_cli(rt, make_user, tmp_path, capsys):
     data = dicom_bytes(48, 48, seed=5)
     image_id = _protected(tech, "e.dcm", data)
     pkg_path = tmp_path / "x.msshare"
-    pkg_path.write_bytes(protect.export_share(doc, image_id, pub)[1])
+    pkg_path.write_bytes(restore.export_share(doc, image_id, pub)[1])
     out, dcm = tmp_path / "restored.png", tmp_path / "restored.dcm"
     assert share_cli.main(["open", str(pkg_path), "--key", prefix + ".key", "--out", str(out), "--dicom", str(dcm)]) == 0
     assert np.array_equal(decode_image(out.read_bytes()).pixels, decode_image(data).pixels)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from core.crypto.sealing import Box
+from core.geometry import Box
 from core.ml import detector, textverify
 from core.ml.synth import HELDOUT_FONTS, font_paths
 

@@ -11,14 +11,15 @@ import time
 import streamlit as st
 import streamlit_authenticator as stauth
 
-from core.errors import AuthenticationFailed
+from core.errors import AccountLocked, AuthenticationFailed
 from core.secrets import cookie_key
 from core.security import Actor
-from core.services import users
+from core.services import twofactor, users
 from core.services.users import UserInfo
 from ui.common import runtime
 
 COOKIE_NAME = "medshield_auth"
+PENDING_SECONDS = 300  # the second step must follow the password within this long
 
 
 def _authenticator() -> stauth.Authenticate:
@@ -85,6 +86,37 @@ def _submit_login() -> None:
         st.session_state["login_error"] = str(exc)
         st.session_state["authentication_status"] = False
         return
+    if info.totp_enabled:  # the password was right: now the second factor, within a few minutes
+        st.session_state["pending_2fa"] = (info.username, time.time())
+        return
+    _signed_in(info)
+
+
+def _submit_code() -> None:
+    """Second step: a code from the authenticator app, or a recovery code."""
+    pending = st.session_state.get("pending_2fa")
+    code = st.session_state.get("login_code", "")
+    st.session_state["login_code"] = ""
+    if not pending or time.time() - pending[1] > PENDING_SECONDS:
+        st.session_state.pop("pending_2fa", None)
+        st.session_state["login_error"] = "That took too long: sign in again."
+        return
+    try:
+        info = twofactor.verify(pending[0], code)
+    except AuthenticationFailed as exc:
+        st.session_state["login_error"] = str(exc)
+        if isinstance(exc, AccountLocked):
+            st.session_state.pop("pending_2fa", None)
+        return
+    st.session_state.pop("pending_2fa", None)
+    _signed_in(info)
+
+
+def _cancel_code() -> None:
+    st.session_state.pop("pending_2fa", None)
+
+
+def _signed_in(info: UserInfo) -> None:
     authenticator = st.session_state["_authenticator"]
     authenticator.authentication_controller.login(token={"username": info.username})
     st.session_state["logout"] = None
@@ -120,11 +152,21 @@ def login_page() -> None:
     st.caption("Secure medical-imaging workbench. Sign in with your hospital account.")
     if st.session_state.pop("idle_logout", False):
         st.info("You were signed out after a period of inactivity.")
-    with st.form("login"):
-        st.subheader("Sign in")
-        st.text_input("Username", key="login_username", autocomplete="username")
-        st.text_input("Password", type="password", key="login_password", autocomplete="current-password")
-        st.form_submit_button("Sign in", type="primary", on_click=_submit_login)
+    pending = st.session_state.get("pending_2fa")
+    if pending and time.time() - pending[1] <= PENDING_SECONDS:
+        with st.form("login_2fa"):
+            st.subheader("Two-factor sign-in")
+            st.caption(f"Signed in as **{pending[0]}** with your password. Type the 6-digit code your "
+                       "authenticator app shows, or one of your recovery codes.")
+            st.text_input("Authentication code", key="login_code", autocomplete="one-time-code", max_chars=11)
+            st.form_submit_button("Verify", type="primary", on_click=_submit_code)
+        st.button("Use another account", on_click=_cancel_code)
+    else:
+        with st.form("login"):
+            st.subheader("Sign in")
+            st.text_input("Username", key="login_username", autocomplete="username")
+            st.text_input("Password", type="password", key="login_password", autocomplete="current-password")
+            st.form_submit_button("Sign in", type="primary", on_click=_submit_login)
     if err := st.session_state.pop("login_error", None):
         st.error(err)
 
@@ -138,3 +180,7 @@ def sidebar_account(info: UserInfo) -> None:
 def _logout_clicked() -> None:
     # A callback runs before the script, so the whole next run already sees the user signed out.
     logout(st.session_state.get("_authenticator"), "user")
+
+
+def required_2fa_roles() -> tuple[str, ...]:
+    return twofactor.required_roles()

@@ -133,3 +133,23 @@ class KeyRing:
         if self.previous_path.exists():
             self.previous_path.unlink()
         self.previous = None
+
+
+def _secret_aad(purpose: str, owner: int, kid: str) -> bytes:
+    return f"medshield/secret/v1|{purpose}|owner={owner}|kek={kid}".encode()
+
+
+def wrap_secret(master: MasterKey, purpose: str, owner: int, secret: bytes) -> bytes:
+    """Seal a small secret (a TOTP seed, a PACS password) under the master key, bound to what it is
+    for and whose it is: it cannot be moved to another row or purpose."""
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    return nonce + AESGCM(master.key).encrypt(nonce, secret, _secret_aad(purpose, owner, master.id))
+
+
+def unwrap_secret(master: MasterKey, purpose: str, owner: int, wrapped: bytes) -> bytes:
+    try:
+        return AESGCM(master.key).decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:],
+                                          _secret_aad(purpose, owner, master.id))
+    except (InvalidTag, ValueError):
+        raise IntegrityError(f"A stored {purpose} secret cannot be unwrapped: wrong master key, or it was "
+                             "changed or moved.") from None

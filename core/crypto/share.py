@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
 import os
-from dataclasses import dataclass
 
-import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from core.crypto.sealing import Box, SealedRegion, cipher, open_bytes, open_region, paste_region
+from core.crypto.sealing import SealedRegion
 from core.errors import IntegrityError, InvalidImage, ValidationError
 
 FORMAT = "medshield-share"
@@ -101,19 +98,9 @@ def build_package(image_id: int, dek: bytes, protected_bytes: bytes, protected_f
     return json.dumps(pkg, separators=(",", ":")).encode()
 
 
-@dataclass
-class OpenedPackage:
-    image_id: int
-    pixels: np.ndarray
-    frames: int
-    protected_format: str
-    dicom_bytes: bytes | None
-
-
-def open_package(data: bytes, private: X25519PrivateKey) -> OpenedPackage:
-    """Verify and restore a package offline. Any changed byte, or the wrong key, is refused."""
-    from core.imaging.decode import decode_image, pixel_digest
-
+def unseal_package(data: bytes, private: X25519PrivateKey) -> tuple[dict, bytes]:
+    """Verify a package and unwrap its data key: (body, data key). Any changed byte, or the wrong key, is
+    refused. The image is rebuilt from the body by core.share_cli.open_package."""
     if len(data) > MAX_PACKAGE_BYTES:
         raise InvalidImage("The share package is larger than the 256 MB this tool opens.")
     try:
@@ -132,26 +119,8 @@ def open_package(data: bytes, private: X25519PrivateKey) -> OpenedPackage:
         if isinstance(exc, (IntegrityError, InvalidImage)):
             raise
         raise InvalidImage("The file is not a readable MedShield share package.") from exc
-    image_id = int(body["image_id"])
-    prot = decode_image(_unb64(body["protected"], "image"))
-    pixels = np.array(prot.pixels, copy=True)
-    aes = cipher(dek)
-    for r in body["regions"]:
-        x0, y0, x1, y1 = r["box"]
-        region = SealedRegion(int(r["index"]), Box(x0, y0, x1, y1, int(r["frame"])), r["dtype"],
-                              tuple(int(v) for v in r["shape"]), _unb64(r["nonce"], "nonce"),
-                              _unb64(r["ciphertext"], "region"))
-        paste_region(pixels, region, open_region(aes, image_id, region), prot.frames)
-    if pixel_digest(pixels) != body["pixel_sha256"]:
-        raise IntegrityError("The restored pixels do not match the checksum in the package.")
-    dicom_bytes = None
-    if body.get("header_sealed"):
-        import pydicom
+    return body, dek
 
-        from core.imaging.dicomio import dataset_bytes, set_pixels
 
-        header = pydicom.dcmread(io.BytesIO(open_bytes(dek, "dicom-header", image_id,
-                                                       _unb64(body["header_sealed"], "header"))), force=True)
-        set_pixels(header, pixels, prot.photometric)
-        dicom_bytes = dataset_bytes(header)
-    return OpenedPackage(image_id, pixels, prot.frames, body["protected_format"], dicom_bytes)
+def unb64(value, what: str) -> bytes:
+    return _unb64(value, what)

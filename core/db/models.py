@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from sqlalchemy import JSON, Column, DateTime, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime, LargeBinary, Text, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 
@@ -37,6 +37,25 @@ class User(SQLModel, table=True):
     must_change_password: bool = Field(default=False)
     created_at: datetime = _ts()
     last_login_at: Optional[datetime] = _opt_ts()
+    # TOTP second factor (RFC 6238): the secret wrapped by the master key (never stored in clear); it is in
+    # force once confirmed by a first code; the last accepted time step refuses a replayed code
+    totp_wrapped: Optional[bytes] = Field(default=None, sa_type=LargeBinary)
+    totp_key_id: Optional[str] = Field(default=None, max_length=16)
+    totp_enabled: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    totp_last_step: Optional[int] = Field(default=None, sa_type=BigInteger)
+    totp_enabled_at: Optional[datetime] = _opt_ts()
+
+
+class RecoveryCode(SQLModel, table=True):
+    """One-time recovery codes for the second factor, stored as bcrypt hashes; shown once."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    code_hash: str = Field(max_length=128)
+    used_at: Optional[datetime] = _opt_ts()
+    created_at: datetime = _ts()
 
 
 class Patient(SQLModel, table=True):

@@ -5,7 +5,7 @@ always stored in image pixels, whatever the display size."""
 
 from __future__ import annotations
 
-from core.crypto.sealing import Box
+from core.geometry import Box
 
 
 # Fabric.js 7 places an object by its centre unless told otherwise (originX/originY "center" is its

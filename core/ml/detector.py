@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from core.config import PROJECT_ROOT
-from core.crypto.sealing import Box
+from core.geometry import Box
 from core.errors import IntegrityError, NotFound
 from core.hashing import file_sha256
 from core.ml import yolo_env

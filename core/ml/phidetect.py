@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.crypto.sealing import Box
+from core.geometry import Box
 from core.imaging.phitext import Decision, HeaderValues, classify
 from core.ml import detector, ocr, textverify
 

@@ -141,7 +141,8 @@ def _model(task: str):
 
 
 def _input(actor: Actor, image_id: int, restored: bool):
-    from core.services.protect import restore_image, stored_image
+    from core.services.protect import stored_image
+    from core.services.restore import restore_image
 
     if restored:
         r = restore_image(actor, image_id)  # doctors only; audited there
@@ -154,7 +155,7 @@ def _ensemble_members(task: str, classes: tuple[str, ...], deployed_id: int, lim
     """Other versions of the task with the same classes whose files still match their checksums."""
     from core.db.models import ModelVersion
     from core.errors import IntegrityError
-    from core.services.training import _abs
+    from core.services.training_runs import _abs
 
     with get_runtime().session() as s:
         rows = s.exec(select(ModelVersion).where(ModelVersion.task == task, ModelVersion.id != deployed_id)

@@ -54,7 +54,10 @@ def rotate_master_key(actor: Actor, progress: Callable[[int, int], None] | None 
         done += len(ids)
         if progress:
             progress(done, len(todo))
+    from core.services import twofactor
+
+    seeds = twofactor.rewrap(new)  # the TOTP seeds, wrapped by the same master key
     ring.finish_rotation()
     audit.record(rt.engine, actor.username, actor.role, "key.rotate", "success",
-                 object_type="master_key", object_id=new.id, detail=f"rewrapped={done}")
+                 object_type="master_key", object_id=new.id, detail=f"rewrapped={done} totp={seeds}")
     return RotationReport(new.id, done)

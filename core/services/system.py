@@ -27,12 +27,12 @@ class SystemStatus:
 
 @service(Permission.SYSTEM_READ)
 def system_status(actor: Actor, verify_audit: bool = False) -> SystemStatus:
-    from core import audit, jobs
+    from core import audit, taskqueue
 
     rt = get_runtime()
     with rt.engine.connect() as c:
         revision = MigrationContext.configure(c).get_current_revision()
-    q = jobs.queue(rt)
+    q = taskqueue.queue(rt)
     try:
         pending = int(q.huey.pending_count())
     except Exception:  # the queue's store unreachable: report, do not fail the page

@@ -7,51 +7,28 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import bcrypt
 from sqlmodel import select
 
-from core import audit
+from core import audit, passwords
 from core.db.models import User, utcnow
 from core.errors import AccountLocked, AuthenticationFailed, Conflict, NotFound, ValidationError
 from core.runtime import get_runtime
 from core.security import ROLES, Actor, Permission, service
 from core.timeutil import as_utc
 
-MIN_PASSWORD = 8
 _USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
-_dummy_hash: str | None = None
 
 
 def hash_password(password: str) -> str:
-    _check_password_shape(password)
-    rounds = get_runtime().settings.bcrypt_rounds
-    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=rounds)).decode()
+    return passwords.hash_password(password, get_runtime().settings.bcrypt_rounds)
 
 
 def _dummy() -> str:
-    """A hash to check against for unknown users, so they take as long as real ones."""
-    global _dummy_hash
-    if _dummy_hash is None:
-        _dummy_hash = bcrypt.hashpw(b"timing-equaliser", bcrypt.gensalt(
-            rounds=get_runtime().settings.bcrypt_rounds)).decode()
-    return _dummy_hash
+    return passwords.dummy_hash(get_runtime().settings.bcrypt_rounds)
 
 
-def _check_password_shape(password: str) -> None:
-    if not isinstance(password, str) or len(password) < MIN_PASSWORD:
-        raise ValidationError(f"A password needs at least {MIN_PASSWORD} characters.")
-    if len(password.encode()) > 72:
-        raise ValidationError("A password can be at most 72 bytes long.")
-
-
-def _verify(password: str, hashed: str) -> bool:
-    raw = password.encode()
-    if len(raw) > 72:
-        return False
-    try:
-        return bcrypt.checkpw(raw, hashed.encode())
-    except ValueError:
-        return False
+_verify = passwords.verify
+_check_password_shape = passwords.check_password_shape
 
 
 @dataclass(frozen=True)
@@ -67,6 +44,7 @@ class UserInfo:
     must_change_password: bool
     created_at: datetime
     last_login_at: datetime | None
+    totp_enabled: bool = False
 
     @property
     def is_locked(self) -> bool:
@@ -82,6 +60,7 @@ def _info(u: User) -> UserInfo:
         is_active=u.is_active, failed_attempts=u.failed_attempts,
         locked_until=as_utc(u.locked_until), must_change_password=u.must_change_password,
         created_at=as_utc(u.created_at), last_login_at=as_utc(u.last_login_at),  # type: ignore[arg-type]
+        totp_enabled=bool(u.totp_enabled),
     )
 
 
