@@ -96,6 +96,20 @@ def _cmd_protect(args) -> int:
     return 1 if report.failed else 0
 
 
+def _cmd_demo(args) -> int:
+    from core.services import demo
+
+    actor = _login(args.user)
+    if args.remove:
+        print(f"demo removed: {demo.remove_demo(actor)} image(s)")
+        return 0
+    st = demo.load_demo(actor)
+    print(f"demo patient #{st.patient_id} with {len(st.image_ids)} image(s): "
+          "fake names, IDs and dates burned into public images. Protect them as a technician, restore and "
+          "explain them as a doctor; remove with --remove.")
+    return 0
+
+
 def _cmd_create_user(args) -> int:
     from core.services import users
 
@@ -150,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bar, errors only")
     s.add_argument("inputs", nargs="+")
     s.set_defaults(fn=_cmd_protect)
+    s = sub.add_parser("demo", help="load (or --remove) the demo patient and images (admin)")
+    s.add_argument("--user", required=True)
+    s.add_argument("--remove", action="store_true")
+    s.set_defaults(fn=_cmd_demo)
     s = sub.add_parser("create-user", help="create a user as an admin")
     s.add_argument("--user", required=True, help="the acting admin")
     s.add_argument("username")

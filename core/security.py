@@ -49,6 +49,7 @@ class Permission(str, Enum):
     ANNOTATION_REVIEW = "annotation.review"  # approve or reject annotations
     MODEL_DEPLOY = "model.deploy"  # choose the version inference uses
     MODEL_TRAIN = "model.train"  # start, watch and cancel training and evaluation jobs
+    JOB_MANAGE = "job.manage"  # see every job of the queue, cancel and retry any of them
 
 
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
@@ -66,7 +67,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     Role.ADMIN.value: frozenset({
         Permission.USER_MANAGE, Permission.AUDIT_READ, Permission.ACCOUNT_SELF, Permission.KEY_MANAGE,
         Permission.METRICS_READ, Permission.SYSTEM_READ, Permission.SETTINGS_MANAGE, Permission.MODEL_DEPLOY,
-        Permission.MODEL_TRAIN,
+        Permission.MODEL_TRAIN, Permission.JOB_MANAGE,
     }),
 }
 

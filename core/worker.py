@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import threading
 
-from core import jobs, taskqueue
+from core import jobs, taskqueue, workers
 from core.services import training  # noqa: F401  (registers the training tasks)
 from core.runtime import get_runtime
 
@@ -18,8 +19,17 @@ def main(argv: list[str] | None = None) -> None:
     rt = get_runtime()
     q = taskqueue.queue(rt, immediate=False)
     n = jobs.recover(rt)
-    logging.getLogger("medshield.worker").info("queue %s; re-enqueued %d unfinished task(s)", q.backend, n)
-    q.huey.create_consumer(workers=args.workers, worker_type="thread", check_worker_health=True).run()
+    name = workers.new_name()
+    workers.register(rt, name, q.backend, args.workers)
+    stop = threading.Event()
+    workers.attach(rt, q.huey, name, stop)
+    logging.getLogger("medshield.worker").info("worker %s on queue %s; re-enqueued %d unfinished task(s)",
+                                               name, q.backend, n)
+    try:
+        q.huey.create_consumer(workers=args.workers, worker_type="thread", check_worker_health=True).run()
+    finally:
+        stop.set()
+        workers.stopped(rt, name)
 
 
 if __name__ == "__main__":

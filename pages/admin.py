@@ -3,7 +3,7 @@ import streamlit as st
 
 from core.errors import MedShieldError
 from core.security import ROLES
-from core.services import keys, twofactor, users
+from core.services import demo, keys, system, twofactor, users
 from ui.navigation import guard
 from ui.common import attempt, fmt_ts
 
@@ -13,6 +13,26 @@ if msg := st.session_state.pop("admin_flash", None):
     st.success(msg)
 if secret := st.session_state.pop("admin_secret", None):
     st.warning(f"One-time password for **{secret[0]}** (shown once; they must change it at login): `{secret[1]}`")
+
+demo_state = attempt(demo.demo_state, me)
+sys_counts = (attempt(system.system_status, me) or None)
+if demo_state is not None and demo_state.loaded:
+    with st.expander("Demo data is loaded"):
+        st.caption("A demo patient with four images (fake names, IDs and dates on public images).")
+        if st.button("Remove demo data"):
+            n = attempt(demo.remove_demo, me)
+            if n is not None:
+                st.session_state["admin_flash"] = f"Demo data removed ({n} image(s))."
+                st.rerun()
+elif sys_counts is not None and not sys_counts.counts.get("images"):
+    st.info("No images yet. Load a small demo set to try the product at once: a demo patient with chest X-rays, "
+            "a breast ultrasound and a CT slice carrying fake burned-in names, IDs and dates. Then create a "
+            "technician to protect them and a doctor to restore and explain them.")
+    if st.button("Load demo data", type="primary"):
+        got = attempt(demo.load_demo, me)
+        if got is not None:
+            st.session_state["admin_flash"] = f"Demo patient loaded with {len(got.image_ids)} image(s)."
+            st.rerun()
 
 people = attempt(users.list_users, me) or []
 st.dataframe(pd.DataFrame([{

@@ -28,6 +28,9 @@ EVAL_FONTS = ["freefont/FreeSans.ttf", "freefont/FreeMono.ttf", "freefont/FreeMo
               "liberation/LiberationSansNarrow-Regular.ttf", "liberation/LiberationMono-Bold.ttf",
               "dejavu/DejaVuSerif.ttf", "dejavu/DejaVuSansMono-Bold.ttf", "dejavu/DejaVuSerifCondensed-Bold.ttf"]
 TUNE_FONTS = TRAIN_FONTS
+# a second development set: slanted faces of the families, none in EVAL_FONTS or the training fonts
+TUNE_FONTS_2 = ["freefont/FreeMonoOblique.ttf", "freefont/FreeSerifItalic.ttf", "liberation/LiberationSerif-Italic.ttf",
+                "dejavu/DejaVuSansMono-Oblique.ttf", "liberation/LiberationMono-Italic.ttf", "freefont/FreeSansOblique.ttf"]
 HELDOUT_SEEDS = {"small": 7, "large": 8}
 INK = [(255, 255, 255), (255, 255, 0), (0, 255, 0), (0, 255, 255), (255, 165, 0), (200, 220, 255)]
 

@@ -19,6 +19,8 @@ import core.services.protect  # noqa: F401
 import core.services.restore  # noqa: F401
 import core.services.users  # noqa: F401
 import core.services.twofactor  # noqa: F401
+import core.services.operations  # noqa: F401
+import core.services.demo  # noqa: F401
 import core.services.projects  # noqa: F401
 import core.services.training  # noqa: F401
 from core.errors import AccessDenied, MedShieldError
@@ -58,6 +60,15 @@ EXPECTED: dict[str, set[str]] = {
     "core.services.protect.detect_regions": {T},
     "core.services.protect.preview_file": {T},
     "core.services.account.share_keypair": {T, D, A},
+    "core.services.demo.demo_state": {A},
+    "core.services.demo.load_demo": {A},
+    "core.services.demo.remove_demo": {A},
+    "core.services.operations.health": {A},
+    "core.services.operations.list_all_jobs": {A},
+    "core.services.operations.cancel": {A},
+    "core.services.operations.retry": {A},
+    "core.services.operations.activity": {A},
+    "core.services.models.model_card": {A},
     "core.services.twofactor.status": {T, D, A},
     "core.services.twofactor.begin_enrolment": {T, D, A},
     "core.services.twofactor.confirm_enrolment": {T, D, A},
@@ -136,6 +147,15 @@ ARGS: dict[str, tuple] = {
     "core.services.protect.detect_regions": (999_999,),
     "core.services.protect.preview_file": ("x.png", b"not an image"),
     "core.services.account.share_keypair": (),
+    "core.services.demo.demo_state": (),
+    "core.services.demo.load_demo": (),
+    "core.services.demo.remove_demo": (),
+    "core.services.operations.health": (),
+    "core.services.operations.list_all_jobs": (),
+    "core.services.operations.cancel": (999_999,),
+    "core.services.operations.retry": (999_999,),
+    "core.services.operations.activity": (),
+    "core.services.models.model_card": (999_999,),
     "core.services.twofactor.status": (),
     "core.services.twofactor.begin_enrolment": (),
     "core.services.twofactor.confirm_enrolment": ("000000",),

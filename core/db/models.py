@@ -233,6 +233,25 @@ class Job(SQLModel, table=True):
     finished_at: Optional[datetime] = _opt_ts()
 
 
+class Worker(SQLModel, table=True):
+    """A queue worker process: it heartbeats here, so any app replica sees it alive, busy or gone."""
+
+    __tablename__ = "workers"
+
+    name: str = Field(primary_key=True, max_length=96)  # host:pid:random
+    host: str = Field(default="", max_length=64)
+    pid: int = Field(default=0)
+    backend: str = Field(default="", max_length=16)
+    threads: int = Field(default=1)
+    started_at: datetime = _ts()
+    heartbeat_at: datetime = _ts(index=True)
+    stopped_at: Optional[datetime] = _opt_ts()
+    current_task: str = Field(default="", max_length=32)
+    current_job_id: Optional[int] = Field(default=None)
+    tasks_done: int = Field(default=0)
+    tasks_failed: int = Field(default=0)
+
+
 class AuditEvent(SQLModel, table=True):
     """Append-only, hash-chained. Never holds pixel data or PHI values."""
 

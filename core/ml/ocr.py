@@ -146,7 +146,7 @@ def working_scale(h: int, w: int) -> float:
 
 
 ENHANCE_GAIN = 4.0  # local contrast gain of the detector's input
-ENHANCE_SIGMA = 6.0  # background scale, in pixels per 1000 px of the image's long side
+ENHANCE_SIGMA = 3.0  # background scale, in pixels per 1000 px of the image's long side
 
 
 def enhance(image8: np.ndarray) -> np.ndarray:

@@ -61,3 +61,18 @@ def deployed_weights(task: str) -> tuple[str, str]:
 def list_models(actor: Actor) -> list[ModelInfo]:
     with get_runtime().session() as s:
         return [_info(m) for m in s.exec(select(ModelVersion).order_by(ModelVersion.task, ModelVersion.id)).all()]  # type: ignore[arg-type]
+
+
+@service(Permission.SYSTEM_READ)
+def model_card(actor: Actor, model_id: int) -> str | None:
+    """The model card (markdown) shipped or written beside a version's weights, if there is one."""
+    with get_runtime().session() as s:
+        mv = s.get(ModelVersion, model_id)
+        if mv is None:
+            raise NotFound(f"No model version {model_id}.")
+        rel = mv.path
+    weights = Path(rel) if Path(rel).is_absolute() else PROJECT_ROOT / rel
+    for cand in (weights.with_suffix(".md"), weights.parent / "MODEL_CARD.md"):
+        if cand.is_file() and cand.stat().st_size < 512_000:
+            return cand.read_text(errors="replace")
+    return None

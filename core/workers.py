@@ -1,0 +1,97 @@
+"""Worker heartbeats (plumbing): a worker process registers itself, beats every few seconds from a
+thread, and says which task and job it is running (Huey's signals), so the System page of any app
+replica sees every worker alive, busy, late or gone, and a job whose worker died can be told apart."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+from datetime import datetime
+
+from huey.signals import SIGNAL_COMPLETE, SIGNAL_ERROR, SIGNAL_EXECUTING
+
+from core.db.models import Worker, utcnow
+from core.runtime import Runtime
+
+BEAT_SECONDS = 5.0
+
+
+def new_name() -> str:
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def register(rt: Runtime, name: str, backend: str, threads: int) -> None:
+    with rt.session() as s:
+        s.add(Worker(name=name, host=socket.gethostname()[:64], pid=os.getpid(), backend=backend, threads=threads,
+                     started_at=utcnow(), heartbeat_at=utcnow()))
+
+
+def beat(rt: Runtime, name: str) -> None:
+    with rt.session() as s:
+        w = s.get(Worker, name)
+        if w is not None:
+            w.heartbeat_at = utcnow()
+            s.add(w)
+
+
+def _set_task(rt: Runtime, name: str, task: str, job_id: int | None, outcome: str | None = None) -> None:
+    with rt.session() as s:
+        w = s.get(Worker, name)
+        if w is None:
+            return
+        w.current_task, w.current_job_id, w.heartbeat_at = task[:32], job_id, utcnow()
+        if outcome == "done":
+            w.tasks_done += 1
+        elif outcome == "failed":
+            w.tasks_failed += 1
+        s.add(w)
+
+
+def stopped(rt: Runtime, name: str) -> None:
+    with rt.session() as s:
+        w = s.get(Worker, name)
+        if w is not None:
+            w.stopped_at, w.current_task, w.current_job_id = utcnow(), "", None
+            s.add(w)
+
+
+def attach(rt: Runtime, huey, name: str, stop: threading.Event) -> threading.Thread:
+    """Huey signals update the worker's current task; a daemon thread beats until `stop` is set."""
+    def job_of(task) -> int | None:
+        args = getattr(task, "args", None) or ()
+        return int(args[0]) if args and isinstance(args[0], int) else None
+
+    @huey.signal(SIGNAL_EXECUTING)
+    def _executing(signal, task, *a, **k):
+        _set_task(rt, name, task.name, job_of(task))
+
+    @huey.signal(SIGNAL_COMPLETE)
+    def _complete(signal, task, *a, **k):
+        _set_task(rt, name, "", None, "done")
+
+    @huey.signal(SIGNAL_ERROR)
+    def _error(signal, task, *a, **k):
+        _set_task(rt, name, "", None, "failed")
+
+    def loop() -> None:
+        while not stop.wait(BEAT_SECONDS):
+            try:
+                beat(rt, name)
+            except Exception:  # a database hiccup must not kill the worker; the next beat retries
+                pass
+
+    t = threading.Thread(target=loop, name="medshield-heartbeat", daemon=True)
+    t.start()
+    return t
+
+
+def state(heartbeat_at: datetime | None, stopped_at: datetime | None, now: datetime | None = None) -> str:
+    """green (beat within 3 beats), amber (within a minute), red (silent longer, or stopped)."""
+    from core.timeutil import as_utc
+
+    if stopped_at is not None or heartbeat_at is None:
+        return "red"
+    age = ((now or utcnow()) - as_utc(heartbeat_at)).total_seconds()
+    return "green" if age <= 3 * BEAT_SECONDS else ("amber" if age <= 60 else "red")
