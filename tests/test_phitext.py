@@ -125,7 +125,7 @@ def test_times_and_dates_are_parsed_not_guessed():
 @pytest.mark.parametrize("line", ["DOB:01 July198", "JUL17", "45M", "630P630", "78DR78", "Se 630P630", "RA", "M 26",
                                   "Ex: 2411", "AGE45", "F", "0118", "22G22", "MRN 4471902",
                                   # misreads of PHI: BM -> B71, [M] -> [M1], M/78 -> M78, 13.11.1989 -> 1311.1909
-                                  "B71", "[M1]", "M78", "1311.1909", "00 74.5848", "1735:21"])
+                                  "B71", "[M1]", "M78", "1311.1909", "00 74.5848", "1735:21", "[0]", "(19)"])
 def test_what_is_never_technical(line):
     """Words followed by numbers are not parameters unless the word is one; IDs split at letter seams
     stay IDs; initials, sex letters and bare numbers are not positively technical."""

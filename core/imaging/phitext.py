@@ -28,7 +28,7 @@ from core.imaging.phiheader import (GENERIC_PLACE_WORDS, HeaderValues, alnum, co
 # header-free rules
 
 _AGE_SEX = re.compile(r"(?<![A-Z0-9.])(\d{1,3}\s?(Y|YR|YRS|YO|Y/O|J|ANS|JAHRE|MO|MOS|WK|WKS)(?![A-Z0-9])"
-                      r"|[\[(]\s?[MFO]\w?\s?[\])]|[MF]\s?/\s?\d{1,3}|\d{1,3}\s?/\s?[MF](?![A-Z])|AGE\s?:?\s?\d{1,3}"
+                      r"|[\[(]\s?[MFO0]\w?\s?[\])]|[MF]\s?/\s?\d{1,3}|\d{1,3}\s?/\s?[MF](?![A-Z])|AGE\s?:?\s?\d{1,3}"
                       r"|^\s*[MF]\s?\d{1,3}\s*$"
                       r"|SEX\s?:?\s?[MFO](?![A-Z]))")
 _ID_PREFIX = re.compile(r"(?<![A-Z])(ID|MRN|PID|PAT|PATIENT|ACC|ACCESSION|ACCN|NHS|SSN|MR|CASE|EXAM|STUDY|NO|NR|NUM)"
@@ -193,7 +193,7 @@ def technical(text: str, _respaced: bool = False) -> bool:
         return False  # B71 split into B 71 is still one letter and a number: no setting on its own
     if not toks or not all(_technical_token(t, len(toks) > 1) for t in toks):
         return not _respaced and spaced(text) != fold(text) and technical(spaced(text), True)
-    return any(not re.fullmatch(r"[+-]?\d+|[+\-*#<>=~^/\\|.:°]+", t) for t in toks)
+    return any(not re.fullmatch(r"[+-]?\d+|[+\-*#<>=~^/\\|.:°]+", t.strip(",;:()[]{}'\"")) for t in toks)
 
 
 # --------------------------------------------------------------------------------------------
