@@ -46,6 +46,24 @@ def iou(a, b) -> float:
     return inter / union if union else 0.0
 
 
+def match(preds: list[tuple[tuple, float]], gt: list[tuple], thr: float = 0.5) -> tuple[int, int, int]:
+    """(true, false positives, misses): each prediction, most confident first, takes the free ground-truth
+    box it overlaps best, counted when the IoU reaches `thr`."""
+    used: set[int] = set()
+    tp = fp = 0
+    for box, _ in sorted(preds, key=lambda p: -p[1]):
+        best, bi = 0.0, -1
+        for i, g in enumerate(gt):
+            if i not in used and (v := iou(box, g)) > best:
+                best, bi = v, i
+        if best >= thr:
+            tp += 1
+            used.add(bi)
+        else:
+            fp += 1
+    return tp, fp, len(gt) - len(used)
+
+
 def score(samples, confs: list[float], model, iou_thr: float = 0.5, verifier=None) -> dict[float, dict]:
     """Figures at each confidence threshold. The model runs once per image at the lowest threshold;
     `combine` at a higher one keeps exactly what a run at that threshold keeps (greedy NMS among the
@@ -67,19 +85,8 @@ def score(samples, confs: list[float], model, iou_thr: float = 0.5, verifier=Non
             # the model's boxes are matched at IoU 0.5; the sealed ones (grown by the pipeline's margin) measure cover
             dets = detector.seal_boxes(raw, h, w)
             a["times"].append(t_passes + time.perf_counter() - t)
-            used = set()
-            for d in sorted(raw, key=lambda d: -d.confidence):
-                pb = (d.box.x0, d.box.y0, d.box.x1, d.box.y1)
-                best, bi = 0.0, -1
-                for i, g in enumerate(gt):
-                    if i not in used and (v := iou(pb, g)) > best:
-                        best, bi = v, i
-                if best >= iou_thr:
-                    a["tp"] += 1
-                    used.add(bi)
-                else:
-                    a["fp"] += 1
-            a["fn"] += len(gt) - len(used)
+            tp, fp, fn = match([((d.box.x0, d.box.y0, d.box.x1, d.box.y1), d.confidence) for d in raw], gt, iou_thr)
+            a["tp"], a["fp"], a["fn"] = a["tp"] + tp, a["fp"] + fp, a["fn"] + fn
             mask = np.zeros((h, w), bool)
             for d in dets:
                 mask[d.box.y0:d.box.y1, d.box.x0:d.box.x1] = True

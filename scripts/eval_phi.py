@@ -36,17 +36,10 @@ from core.imaging.phitext import HeaderValues  # noqa: E402
 from core.ml import detector, ocr, phidetect, textverify  # noqa: E402
 from scripts import ocr_adversary  # noqa: E402
 from scripts.detector_data import backgrounds  # noqa: E402
+from scripts.eval_detector import iou, match  # noqa: E402,F401
 from scripts.phi_eval_data import TUNE_FONTS, build  # noqa: E402
 
 LABELS = ROOT / "scripts" / "real_phi_labels.json"
-
-
-def iou(a, b) -> float:
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union else 0.0
 
 
 def protect_view(view: np.ndarray, png: bytes, model, verifier, engine, policy: phidetect.Policy,
@@ -78,19 +71,9 @@ def score_synthetic(samples, model, verifier, engine, policy, adversary_n: int =
         for r in sealed:
             acc["reasons"][r.reason.split(":")[0]] = acc["reasons"].get(r.reason.split(":")[0], 0) + 1
         gt = [ln for ln in s.lines if ln.cls == "phi"]
-        used = set()
-        for r in sorted(sealed, key=lambda r: -r.confidence):
-            pb = (r.line.x0, r.line.y0, r.line.x1, r.line.y1)
-            best, bi = 0.0, -1
-            for i, g in enumerate(gt):
-                if i not in used and (v := iou(pb, g.box)) > best:
-                    best, bi = v, i
-            if best >= 0.5:
-                acc["tp"] += 1
-                used.add(bi)
-            else:
-                acc["fp"] += 1
-        acc["fn"] += len(gt) - len(used)
+        tp, fp, fn = match([((r.line.x0, r.line.y0, r.line.x1, r.line.y1), r.confidence) for r in sealed],
+                           [g.box for g in gt])
+        acc["tp"], acc["fp"], acc["fn"] = acc["tp"] + tp, acc["fp"] + fp, acc["fn"] + fn
         mask = np.zeros((h, w), bool)
         for r in sealed:
             mask[r.box.y0:r.box.y1, r.box.x0:r.box.x1] = True

@@ -71,6 +71,12 @@ def server(tmp_path):
     log.close()
 
 
+def browser(p, profile, height: int = 1100):
+    """Debian's Chromium, headless, with a fresh profile (no background networking)."""
+    return p.chromium.launch_persistent_context(str(profile), executable_path=CHROMIUM, headless=True, args=ARGS,
+                                                viewport={"width": 1400, "height": height})
+
+
 def settle(page) -> None:
     """Wait until Streamlit has finished its reruns (the cookie component answers once at load)."""
     for _ in range(3):
@@ -97,9 +103,7 @@ def test_login_upload_reload_logout_in_chromium(server, tmp_path):
     img = tmp_path / "chest.png"
     img.write_bytes(png_bytes(256, 256, seed=42))
     with sync_playwright() as p:
-        ctx = p.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=ARGS,
-            viewport={"width": 1400, "height": 1100})
+        ctx = browser(p, tmp_path / "profile")
         try:
             page = ctx.new_page()
             page.goto(url)
@@ -243,9 +247,7 @@ def test_two_factor_sign_in_in_chromium(server, tmp_path):
     times = {}
     with sync_playwright() as p:
         for who, heading in (("tina", "Upload"), ("dana", "Patients")):
-            ctx = p.chromium.launch_persistent_context(
-                str(tmp_path / f"profile-{who}"), executable_path=CHROMIUM, headless=True, args=ARGS,
-                viewport={"width": 1400, "height": 1100})
+            ctx = browser(p, tmp_path / f"profile-{who}")
             try:
                 page = ctx.new_page()
                 page.goto(url)
@@ -270,9 +272,7 @@ def test_two_factor_sign_in_in_chromium(server, tmp_path):
             finally:
                 ctx.close()
         # the admin cancels the waiting job on the System page, then queues it again
-        ctx = p.chromium.launch_persistent_context(
-            str(tmp_path / "profile-admin"), executable_path=CHROMIUM, headless=True, args=ARGS,
-            viewport={"width": 1400, "height": 1600})
+        ctx = browser(p, tmp_path / "profile-admin", height=1600)
         try:
             page = ctx.new_page()
             page.goto(url)

@@ -15,7 +15,7 @@ import io
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+
 
 import bcrypt
 from sqlmodel import select
@@ -259,7 +259,7 @@ def reset(actor: Actor, user_id: int) -> None:
 def verify(username: str, code: str):
     """The second step after a good password: a current TOTP code (once) or an unused recovery code.
     A wrong code counts toward the lockout. Returns the UserInfo."""
-    from core.services.users import _info, _normalise_username
+    from core.services.users import _info, _normalise_username, count_failure
 
     rt = get_runtime()
     uname = _normalise_username(username)
@@ -278,14 +278,7 @@ def verify(username: str, code: str):
                 user.failed_attempts, user.locked_until, user.last_login_at = 0, None, now
                 detail = "recovery code" if how == "recovery" else "totp"
             else:
-                user.failed_attempts += 1
-                detail = f"wrong code ({user.failed_attempts})"
-                exc = AuthenticationFailed("Wrong or already used code.")
-                if user.failed_attempts >= rt.settings.lockout_attempts:
-                    user.locked_until = now + timedelta(minutes=rt.settings.lockout_minutes)
-                    detail += "; account locked"
-                    exc = AccountLocked(f"Too many failed attempts: this account is locked for "
-                                        f"{rt.settings.lockout_minutes} minutes.")
+                detail, exc = count_failure(user, "wrong code", AuthenticationFailed("Wrong or already used code."))
             s.add(user)
         info = _info(user) if user is not None else None
         role = user.role if user else ""

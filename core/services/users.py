@@ -97,17 +97,7 @@ def authenticate(username: str, password: str) -> UserInfo:
             info = _info(user)
             outcome, reason, exc = "success", "", None
         else:
-            if user.locked_until is not None:  # an old lock ran out: start counting afresh
-                user.failed_attempts, user.locked_until = 0, None
-            user.failed_attempts += 1
-            reason = f"wrong password ({user.failed_attempts})"
-            exc = AuthenticationFailed("Wrong user name or password.")
-            if user.failed_attempts >= rt.settings.lockout_attempts:
-                user.locked_until = now + timedelta(minutes=rt.settings.lockout_minutes)
-                reason += "; account locked"
-                exc = AccountLocked(
-                    f"Too many failed attempts: this account is locked for "
-                    f"{rt.settings.lockout_minutes} minutes.")
+            reason, exc = count_failure(user, "wrong password", AuthenticationFailed("Wrong user name or password."))
             s.add(user)
             outcome = "failure"
         role = user.role if user else ""
@@ -116,6 +106,21 @@ def authenticate(username: str, password: str) -> UserInfo:
     if exc is not None:
         raise exc
     return info
+
+
+def count_failure(user: User, what: str, exc: AuthenticationFailed) -> tuple[str, AuthenticationFailed]:
+    """One more failed sign-in step (a wrong password or a wrong code): locks the account for M minutes
+    at the N-th in a row. Returns the audit detail and the error to raise."""
+    rt = get_runtime()
+    if user.locked_until is not None:  # an old lock ran out: start counting afresh
+        user.failed_attempts, user.locked_until = 0, None
+    user.failed_attempts += 1
+    detail = f"{what} ({user.failed_attempts})"
+    if user.failed_attempts >= rt.settings.lockout_attempts:
+        user.locked_until = utcnow() + timedelta(minutes=rt.settings.lockout_minutes)
+        detail += "; account locked"
+        exc = AccountLocked(f"Too many failed attempts: this account is locked for {rt.settings.lockout_minutes} minutes.")
+    return detail, exc
 
 
 def session_user(username: str) -> UserInfo | None:
