@@ -235,7 +235,7 @@ def test_two_factor_sign_in_in_chromium(server, tmp_path):
                             must_change_password=False).actor()
     secret = twofactor.begin_enrolment(doc).secret
     first = pyotp.TOTP(secret).now()
-    twofactor.confirm_enrolment(doc, first)
+    recovery = twofactor.confirm_enrolment(doc, first)
     from core import jobs
     from core.db.models import Job
     from core.services import ingest
@@ -269,6 +269,25 @@ def test_two_factor_sign_in_in_chromium(server, tmp_path):
                 expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible(timeout=30_000)
                 times[who] = time.monotonic() - t0 - waited
                 page.screenshot(path=str(ARTIFACTS / f"browser-signin-{who}.png"))
+            finally:
+                ctx.close()
+        # a recovery code instead of the app works once; a second use is refused
+        for attempt_no in (1, 2):
+            ctx = browser(p, tmp_path / f"profile-recovery-{attempt_no}")
+            try:
+                page = ctx.new_page()
+                page.goto(url)
+                sign_in(page, "dana", PASSWORD)
+                box = page.get_by_role("textbox", name="Authentication code")
+                box.wait_for(timeout=30_000)
+                settle(page)
+                box.fill(recovery[0])
+                page.get_by_role("button", name="Verify").click()
+                if attempt_no == 1:
+                    expect(page.get_by_role("heading", name="Patients", exact=True)).to_be_visible(timeout=30_000)
+                else:
+                    expect(page.get_by_text("Wrong or already used code.")).to_be_visible(timeout=30_000)
+                    expect(page.get_by_role("heading", name="Patients", exact=True)).to_have_count(0)
             finally:
                 ctx.close()
         # the admin cancels the waiting job on the System page, then queues it again
