@@ -110,6 +110,24 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_migrate_store(args) -> int:
+    from core.services import storage_admin
+
+    actor = _login(args.user)
+    rep = storage_admin.migrate_store(actor, args.to, progress=lambda d, t: print(f"\r{d}/{t} blobs", end="", flush=True))
+    print(f"\n{rep.copied} copied, {rep.already_there} already there, every copy verified: {rep.target}. "
+          "Now set MEDSHIELD_BLOB_URL to it.")
+    return 0
+
+
+def _cmd_sweep_store(args) -> int:
+    from core.services import storage_admin
+
+    found, removed = storage_admin.sweep_orphans(_login(args.user), args.min_age_minutes, args.dry_run)
+    print(f"{found} orphan blob(s) older than {args.min_age_minutes:g} min, {removed} removed")
+    return 0
+
+
 def _cmd_create_user(args) -> int:
     from core.services import users
 
@@ -168,6 +186,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--user", required=True)
     s.add_argument("--remove", action="store_true")
     s.set_defaults(fn=_cmd_demo)
+    s = sub.add_parser("migrate-store", help="copy the blob store to another (e.g. s3://bucket/prefix), verified (admin)")
+    s.add_argument("--user", required=True)
+    s.add_argument("--to", required=True, help="file:///path or s3://bucket/prefix (endpoint: MEDSHIELD_S3_ENDPOINT)")
+    s.set_defaults(fn=_cmd_migrate_store)
+    s = sub.add_parser("sweep-store", help="remove blobs no record points at (admin)")
+    s.add_argument("--user", required=True)
+    s.add_argument("--min-age-minutes", type=float, default=60)
+    s.add_argument("--dry-run", action="store_true")
+    s.set_defaults(fn=_cmd_sweep_store)
     s = sub.add_parser("create-user", help="create a user as an admin")
     s.add_argument("--user", required=True, help="the acting admin")
     s.add_argument("username")

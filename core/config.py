@@ -54,6 +54,7 @@ class Settings:
     database_url: str
     redis_url: str | None
     limits: Limits = field(default_factory=Limits)
+    blob_url: str | None = None  # file:///path or s3://bucket/prefix; None: blob_dir
     lockout_attempts: int = 5
     lockout_minutes: int = 15
     idle_timeout_minutes: int = 30
@@ -101,6 +102,7 @@ def load_settings(env_file: str | os.PathLike | None = None) -> Settings:
         database_url=database_url,
         redis_url=os.environ.get("REDIS_URL") or None,
         limits=limits,
+        blob_url=os.environ.get("MEDSHIELD_BLOB_URL") or None,
         lockout_attempts=_int("MEDSHIELD_LOCKOUT_ATTEMPTS", 5),
         lockout_minutes=_int("MEDSHIELD_LOCKOUT_MINUTES", 15),
         idle_timeout_minutes=_int("MEDSHIELD_IDLE_TIMEOUT_MINUTES", 30),

@@ -16,7 +16,7 @@ from core.config import Settings, load_settings
 from core.db.engine import create_db_engine, init_schema, session_scope
 from core.crypto.keys import KeyRing
 from core.secrets import read_or_create_secret
-from core.storage import BlobStore
+from core.storage import BlobStore, open_store
 
 
 @dataclass
@@ -48,7 +48,7 @@ def configure(settings: Settings | None = None, *, engine: Engine | None = None,
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
         engine = engine or create_db_engine(settings.database_url)
         init_schema(engine)
-        rt = Runtime(settings=settings, engine=engine, store=BlobStore(settings.blob_dir),
+        rt = Runtime(settings=settings, engine=engine, store=open_store(settings.blob_url, settings.blob_dir),
                      keyring=KeyRing(settings.secrets_dir, settings.master_key_b64))
         _runtime = rt
         if bootstrap:
