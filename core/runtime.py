@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from core.config import Settings, load_settings
 from core.db.engine import create_db_engine, init_schema, session_scope
 from core.crypto.keys import KeyRing
-from core.secrets import read_or_create_secret
+from core.secrets import deid_key
 from core.storage import BlobStore, open_store
 
 
@@ -32,7 +32,7 @@ class Runtime:
     @property
     def deid_key(self) -> bytes:
         """Key for UID remapping and pseudonyms: stable across runs, independent of rotation."""
-        return read_or_create_secret(self.settings.secrets_dir / "deid.key").encode()
+        return deid_key(self.settings.secrets_dir).encode()
 
 
 _lock = threading.RLock()

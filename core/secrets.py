@@ -27,3 +27,14 @@ def cookie_key(secrets_dir: Path) -> str:
             raise ValueError("MEDSHIELD_COOKIE_KEY must be at least 32 bytes long.")
         return env
     return read_or_create_secret(secrets_dir / "cookie.key")
+
+
+def deid_key(secrets_dir: Path) -> str:
+    """The key of UID remapping and pseudonyms: MEDSHIELD_DEID_KEY (shared by every replica of a cluster,
+    so the same study gets the same new UIDs whichever machine protects it), or a generated file."""
+    env = os.environ.get("MEDSHIELD_DEID_KEY")
+    if env:
+        if len(env.encode()) < 32:
+            raise ValueError("MEDSHIELD_DEID_KEY must be at least 32 bytes long.")
+        return env
+    return read_or_create_secret(secrets_dir / "deid.key")

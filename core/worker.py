@@ -22,9 +22,13 @@ def main(argv: list[str] | None = None) -> None:
     name = workers.new_name()
     workers.register(rt, name, q.backend, args.workers)
     stop = threading.Event()
-    workers.attach(rt, q.huey, name, stop)
-    logging.getLogger("medshield.worker").info("worker %s on queue %s; re-enqueued %d unfinished task(s)",
-                                               name, q.backend, n)
+    log = logging.getLogger("medshield.worker")
+
+    def requeue(dead: list[str]) -> None:  # the tasks are idempotent: re-queueing twice costs a no-op each
+        log.warning("worker(s) %s stopped heartbeating: re-queued %d task(s)", ", ".join(dead), jobs.recover(rt))
+
+    workers.attach(rt, q.huey, name, stop, on_dead=requeue)
+    log.info("worker %s on queue %s; re-enqueued %d unfinished task(s)", name, q.backend, n)
     try:
         q.huey.create_consumer(workers=args.workers, worker_type="thread", check_worker_health=True).run()
     finally:

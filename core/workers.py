@@ -9,13 +9,17 @@ import secrets
 import socket
 import threading
 from datetime import datetime
+from typing import Callable
 
 from huey.signals import SIGNAL_COMPLETE, SIGNAL_ERROR, SIGNAL_EXECUTING
+
+from sqlmodel import select
 
 from core.db.models import Worker, utcnow
 from core.runtime import Runtime
 
 BEAT_SECONDS = 5.0
+LEASE_SECONDS = 60.0  # a worker silent this long is dead: its unfinished work is queued again
 
 
 def new_name() -> str:
@@ -57,8 +61,30 @@ def stopped(rt: Runtime, name: str) -> None:
             s.add(w)
 
 
-def attach(rt: Runtime, huey, name: str, stop: threading.Event) -> threading.Thread:
-    """Huey signals update the worker's current task; a daemon thread beats until `stop` is set."""
+def reap(rt: Runtime, lease: float = LEASE_SECONDS) -> list[str]:
+    """Mark workers whose lease ran out (no heartbeat for `lease` seconds) as gone; returns their names.
+    One UPDATE: when several live workers reap at once, each dead one is reaped by exactly one."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    cutoff = utcnow() - timedelta(seconds=lease)
+    with rt.session() as s:
+        dead = [w.name for w in s.exec(select(Worker).where(Worker.stopped_at.is_(None),  # type: ignore[union-attr]
+                                                             Worker.heartbeat_at < cutoff)).all()]
+        reaped = []
+        for name in dead:
+            res = s.exec(update(Worker).where(Worker.name == name, Worker.stopped_at.is_(None))  # type: ignore[arg-type]
+                         .values(stopped_at=utcnow(), current_task="lease expired"))
+            if res.rowcount:
+                reaped.append(name)
+    return reaped
+
+
+def attach(rt: Runtime, huey, name: str, stop: threading.Event,
+           on_dead: Callable[[list[str]], None] | None = None) -> threading.Thread:
+    """Huey signals update the worker's current task; a daemon thread beats until `stop` is set, and
+    every few beats reaps workers whose lease ran out, calling `on_dead` (re-queue their work)."""
     def job_of(task) -> int | None:
         args = getattr(task, "args", None) or ()
         return int(args[0]) if args and isinstance(args[0], int) else None
@@ -76,9 +102,13 @@ def attach(rt: Runtime, huey, name: str, stop: threading.Event) -> threading.Thr
         _set_task(rt, name, "", None, "failed")
 
     def loop() -> None:
+        n = 0
         while not stop.wait(BEAT_SECONDS):
+            n += 1
             try:
                 beat(rt, name)
+                if on_dead is not None and n % 4 == 0 and (dead := reap(rt)):
+                    on_dead(dead)
             except Exception:  # a database hiccup must not kill the worker; the next beat retries
                 pass
 

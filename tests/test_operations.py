@@ -129,3 +129,17 @@ def test_system_page_cancels_and_retries(app_rt):
     assert not at.exception, at.exception
     with app_rt.session() as s:
         assert s.get(Job, info.id).status == "finished"
+
+
+def test_a_worker_whose_lease_ran_out_is_reaped_once(rt):
+    old, live = workers.new_name(), workers.new_name()
+    workers.register(rt, old, "sqlite", 1)
+    workers.register(rt, live, "sqlite", 1)
+    with rt.session() as s:
+        row = s.get(Worker, old)
+        row.heartbeat_at = utcnow() - timedelta(seconds=workers.LEASE_SECONDS + 5)
+        s.add(row)
+    assert workers.reap(rt) == [old]
+    assert workers.reap(rt) == []  # reaped by exactly one reaper
+    with rt.session() as s:
+        assert s.get(Worker, old).stopped_at is not None and s.get(Worker, live).stopped_at is None

@@ -127,3 +127,16 @@ def test_protect_restore_and_batch_with_blobs_in_s3(s3_rt):
     assert all(restore.restore_image(doc, i).verified for i in ids[1:])
     with s3_rt.session() as s:
         assert {i.status for i in s.exec(select(Image).where(Image.id.in_(ids[1:]))).all()} == {"protected"}
+
+
+def test_a_version_trained_elsewhere_is_fetched_from_the_store_by_checksum(s3_rt):
+    from core.db.models import ModelVersion
+    from core.services.models import local_weights
+
+    weights = os.urandom(2048)
+    sha, _ = s3_rt.store.put(weights)
+    with s3_rt.session() as s:  # a version another machine trained: its file is not on this one
+        s.add(ModelVersion(task="classifier-x", name="x", version="v1", path="/elsewhere/x.pt", sha256=sha))
+    path = local_weights("/elsewhere/x.pt", sha)
+    assert open(path, "rb").read() == weights and path.endswith(f"{sha}.pt")
+    assert storage_admin.sweep_orphans(admin_actor(s3_rt), min_age_minutes=0) == (0, 0)  # weights are not orphans

@@ -164,7 +164,7 @@ def _ensemble_members(task: str, classes: tuple[str, ...], deployed_id: int, lim
     out = []
     for mv in rows:
         try:
-            m, c, size, _ = classifier.load(_abs(mv.path), mv.sha256)
+            m, c, size, _ = classifier.load(_abs(mv.path, mv.sha256), mv.sha256)
         except (NotFound, IntegrityError, RuntimeError, KeyError):
             continue
         if tuple(c) == tuple(classes):

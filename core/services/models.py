@@ -50,11 +50,30 @@ def deployed(task: str, rt: Runtime | None = None) -> ModelInfo:
         return _info(mv)
 
 
+def local_weights(path: str, sha256: str | None = None) -> str:
+    """A local file with a version's weights: the recorded path (shipped files, this machine's training
+    output), else a copy fetched from the blob store by its SHA-256 into the data directory's model cache
+    (so a worker or an app replica on another machine loads what any of them trained). The loaders
+    verify the checksum again before they trust the file."""
+    p = Path(path) if Path(path).is_absolute() else PROJECT_ROOT / path
+    if p.exists() or not sha256:
+        return str(p)
+    rt = get_runtime()
+    cache = rt.settings.data_dir / "model-cache"
+    local = cache / f"{sha256}{p.suffix}"
+    if not local.exists():
+        data = rt.store.get(sha256)  # verified against the key, i.e. the recorded checksum
+        cache.mkdir(parents=True, exist_ok=True, mode=0o750)
+        tmp = local.with_suffix(local.suffix + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(local)
+    return str(local)
+
+
 def deployed_weights(task: str) -> tuple[str, str]:
-    """(absolute path, sha256) of the deployed version, for a checksum-verified load."""
+    """(local path, sha256) of the deployed version, for a checksum-verified load."""
     info = deployed(task)
-    path = Path(info.path)
-    return str(path if path.is_absolute() else PROJECT_ROOT / path), info.sha256
+    return local_weights(info.path, info.sha256), info.sha256
 
 
 @service(Permission.METRICS_READ)

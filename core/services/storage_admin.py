@@ -12,7 +12,7 @@ from typing import Callable
 from sqlmodel import select
 
 from core import audit
-from core.db.models import Image
+from core.db.models import Image, ModelVersion
 from core.runtime import get_runtime
 from core.security import Actor, Permission, service
 from core.storage import copy_all, open_store
@@ -38,9 +38,11 @@ def migrate_store(actor: Actor, to_url: str, progress: Callable[[int, int], None
 
 
 def referenced_keys() -> set[str]:
+    """Every blob a row points at: images (stored file, thumbnail) and model versions (their weights)."""
     with get_runtime().session() as s:
         rows = s.exec(select(Image.blob_key, Image.thumb_key)).all()
-    return {k for row in rows for k in row if k}
+        models = s.exec(select(ModelVersion.sha256)).all()
+    return {k for row in rows for k in row if k} | set(models)
 
 
 @service(Permission.SETTINGS_MANAGE)

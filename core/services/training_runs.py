@@ -13,7 +13,7 @@ from sqlmodel import select
 
 from core import audit
 from core.db.models import ModelVersion, Project, utcnow
-from core.errors import MedShieldError, NotFound, ValidationError
+from core.errors import IntegrityError, MedShieldError, NotFound, ValidationError
 from core.runtime import get_runtime
 
 from core.services.training_data import Example, _decoded, _locked_job, _task_type, _tensors, _yolo_dir, project_examples
@@ -88,10 +88,12 @@ def _deployed_for(model_task: str) -> ModelVersion | None:
         return mv
 
 
-def _abs(path: str) -> str:
-    from core.config import PROJECT_ROOT
+def _abs(path: str, sha256: str | None = None) -> str:
+    """A local file holding a model version's weights (fetched from the blob store by checksum when this
+    machine lacks it: see core.services.models.local_weights)."""
+    from core.services.models import local_weights
 
-    return path if Path(path).is_absolute() else str(PROJECT_ROOT / path)
+    return local_weights(path, sha256)
 
 
 def run_training(job_id: int) -> None:
@@ -131,6 +133,11 @@ def _train(job_id: int, params: dict) -> None:
     from core.hashing import file_sha256
 
     sha = file_sha256(weights)
+    # the weights go to the blob store first (every worker and app replica can fetch them by checksum),
+    # then the version row is committed
+    stored, _ = rt.store.put(Path(weights).read_bytes())
+    if stored != sha:
+        raise IntegrityError("The trained weights changed while they were being stored.")
     with rt.session() as s:
         n = len(s.exec(select(ModelVersion).where(ModelVersion.task == p.model_task)).all())
         mv = ModelVersion(task=p.model_task, name=f"{hyper['arch']}-{p.name}"[:64], version=f"v{n + 1}-job{job_id}",
@@ -172,7 +179,7 @@ def _train_monai(job_id, p: Project, train, val, params, base, progress, out_dir
         size = params.get("size") or 128
         model = classifier.build(arch, num_classes=len(classes), dropout=0.2)
         if base is not None:
-            bmodel, bclasses, bsize, barch = classifier.load(_abs(base.path), base.sha256)
+            bmodel, bclasses, bsize, barch = classifier.load(_abs(base.path, base.sha256), base.sha256)
             if tuple(bclasses) == classes and barch == arch:
                 model.load_state_dict(bmodel.state_dict())
                 size = params.get("size") or bsize
@@ -195,7 +202,7 @@ def _train_monai(job_id, p: Project, train, val, params, base, progress, out_dir
         channels = (16, 32, 64, 128, 256)
         model = segmenter.build(arch, channels)
         if base is not None:
-            bmodel, bsize, bvariant = segmenter.load(_abs(base.path), base.sha256)
+            bmodel, bsize, bvariant = segmenter.load(_abs(base.path, base.sha256), base.sha256)
             if bvariant == arch:
                 model.load_state_dict(bmodel.state_dict())
                 size = params.get("size") or bsize
@@ -240,7 +247,7 @@ def _train_detector(job_id, p: Project, train, val, params, base, progress, out_
     YOLO = yolo_env.import_yolo()
     imgsz = int(params.get("size") or 416)
     if base is not None and len(base.params.get("classes", [])) in (0, len(p.classes or [])):
-        model = YOLO(_abs(base.path))
+        model = YOLO(_abs(base.path, base.sha256))
     else:
         model, base = YOLO("yolov8n.yaml"), None
 
@@ -325,7 +332,7 @@ def _evaluate(version_id: int, project_id: int) -> dict:
     if not test:
         raise ValidationError(f"Project {p.name!r} has no approved images in its test split.")
     if p.task_type == "classification":
-        model, classes, size, _ = classifier.load(_abs(mv.path), mv.sha256)
+        model, classes, size, _ = classifier.load(_abs(mv.path, mv.sha256), mv.sha256)
         if set(p.classes or []) - set(classes):
             raise ValidationError("The model's classes do not cover the project's classes.")
         x, _ = _tensors(p, test, size)
@@ -334,7 +341,7 @@ def _evaluate(version_id: int, project_id: int) -> dict:
         m = multiclass_metrics(y, finetune.predict_probs(model, x), tuple(classes), positive)
         m.pop("roc", None)
     elif p.task_type == "segmentation":
-        model, size, _ = segmenter.load(_abs(mv.path), mv.sha256)
+        model, size, _ = segmenter.load(_abs(mv.path, mv.sha256), mv.sha256)
         x, y = _tensors(p, test, size)
         m = segmentation_metrics(finetune.predict_masks(model, x), y)
     else:
@@ -357,7 +364,7 @@ def _evaluate_detector(mv: ModelVersion, p: Project, test: list[Example]) -> dic
     from core.imaging.display import to_display_uint8
     from core.ml import detector
 
-    model = detector.load(_abs(mv.path), mv.sha256)
+    model = detector.load(_abs(mv.path, mv.sha256), mv.sha256)
     tp = fp = fn = 0
     for ex in test:
         d = _decoded(ex.image_id)
