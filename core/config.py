@@ -55,6 +55,7 @@ class Settings:
     redis_url: str | None
     limits: Limits = field(default_factory=Limits)
     blob_url: str | None = None  # file:///path or s3://bucket/prefix; None: blob_dir
+    pacs_url: str | None = None  # dicomweb+https://user:pass@host/dicom-web or dimse://AET@host:port
     lockout_attempts: int = 5
     lockout_minutes: int = 15
     idle_timeout_minutes: int = 30
@@ -103,6 +104,7 @@ def load_settings(env_file: str | os.PathLike | None = None) -> Settings:
         redis_url=os.environ.get("REDIS_URL") or None,
         limits=limits,
         blob_url=os.environ.get("MEDSHIELD_BLOB_URL") or None,
+        pacs_url=os.environ.get("MEDSHIELD_PACS_URL") or None,
         lockout_attempts=_int("MEDSHIELD_LOCKOUT_ATTEMPTS", 5),
         lockout_minutes=_int("MEDSHIELD_LOCKOUT_MINUTES", 15),
         idle_timeout_minutes=_int("MEDSHIELD_IDLE_TIMEOUT_MINUTES", 30),

@@ -41,3 +41,7 @@ class Conflict(MedShieldError):
 
 class IntegrityError(MedShieldError):
     """Stored data failed a checksum, a signature or a hash-chain check."""
+
+
+class PacsError(MedShieldError):
+    """A PACS could not be reached or refused a request (connection, timeout, TLS, authentication)."""

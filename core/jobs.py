@@ -223,6 +223,7 @@ def recover(rt: Runtime | None = None) -> int:
     for kind, job_id, image_id in pending:
         (q.protect_one if kind == "protect" else q.analyze_one)(job_id, image_id)
         n += 1
+    from core.services.pacs import recover_pulls  # and registers the pull task
     from core.services.training import recover_jobs  # and registers the training tasks
 
-    return n + recover_jobs()
+    return n + recover_jobs() + recover_pulls()

@@ -50,24 +50,29 @@ class Permission(str, Enum):
     MODEL_DEPLOY = "model.deploy"  # choose the version inference uses
     MODEL_TRAIN = "model.train"  # start, watch and cancel training and evaluation jobs
     JOB_MANAGE = "job.manage"  # see every job of the queue, cancel and retry any of them
+    PACS_MANAGE = "pacs.manage"  # add, change, test and remove PACS nodes
+    PACS_USE = "pacs.use"  # see the configured PACS nodes (names and addresses, never credentials)
+    PACS_QUERY = "pacs.query"  # search a PACS and pull series in (with image.upload)
+    PACS_PUSH = "pacs.push"  # send protected, de-identified images to a PACS
 
 
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     Role.TECHNICIAN.value: frozenset({
         Permission.IMAGE_UPLOAD, Permission.IMAGE_VIEW, Permission.PATIENT_READ,
         Permission.PATIENT_WRITE, Permission.ACCOUNT_SELF, Permission.IMAGE_PROTECT, Permission.ANNOTATE,
+        Permission.PACS_USE, Permission.PACS_QUERY, Permission.PACS_PUSH,
     }),
     Role.DOCTOR.value: frozenset({
         Permission.IMAGE_VIEW, Permission.PATIENT_READ, Permission.PATIENT_WRITE,
         Permission.ACCOUNT_SELF, Permission.IMAGE_RESTORE, Permission.METRICS_READ,
         Permission.AI_EXPLAIN, Permission.AI_REVIEW, Permission.ANNOTATE, Permission.ANNOTATION_REVIEW,
-        Permission.MODEL_DEPLOY, Permission.MODEL_TRAIN,
+        Permission.MODEL_DEPLOY, Permission.MODEL_TRAIN, Permission.PACS_USE, Permission.PACS_PUSH,
     }),
     # Admins run the system; they never read patient images without a clinical role.
     Role.ADMIN.value: frozenset({
         Permission.USER_MANAGE, Permission.AUDIT_READ, Permission.ACCOUNT_SELF, Permission.KEY_MANAGE,
         Permission.METRICS_READ, Permission.SYSTEM_READ, Permission.SETTINGS_MANAGE, Permission.MODEL_DEPLOY,
-        Permission.MODEL_TRAIN, Permission.JOB_MANAGE,
+        Permission.MODEL_TRAIN, Permission.JOB_MANAGE, Permission.PACS_MANAGE, Permission.PACS_USE,
     }),
 }
 

@@ -7,7 +7,7 @@ import logging
 import threading
 
 from core import jobs, taskqueue, workers
-from core.services import training  # noqa: F401  (registers the training tasks)
+from core.services import pacs, training  # noqa: F401  (registers the pull and training tasks)
 from core.runtime import get_runtime
 
 

@@ -21,6 +21,7 @@ import core.services.users  # noqa: F401
 import core.services.twofactor  # noqa: F401
 import core.services.operations  # noqa: F401
 import core.services.demo  # noqa: F401
+import core.services.storage_admin  # noqa: F401
 import core.services.projects  # noqa: F401
 import core.services.training  # noqa: F401
 from core.errors import AccessDenied, MedShieldError
@@ -68,6 +69,8 @@ EXPECTED: dict[str, set[str]] = {
     "core.services.operations.cancel": {A},
     "core.services.operations.retry": {A},
     "core.services.operations.activity": {A},
+    "core.services.storage_admin.migrate_store": {A},
+    "core.services.storage_admin.sweep_orphans": {A},
     "core.services.models.model_card": {A},
     "core.services.twofactor.status": {T, D, A},
     "core.services.twofactor.begin_enrolment": {T, D, A},
@@ -155,6 +158,8 @@ ARGS: dict[str, tuple] = {
     "core.services.operations.cancel": (999_999,),
     "core.services.operations.retry": (999_999,),
     "core.services.operations.activity": (),
+    "core.services.storage_admin.migrate_store": ("nope://elsewhere",),
+    "core.services.storage_admin.sweep_orphans": (60, True),
     "core.services.models.model_card": (999_999,),
     "core.services.twofactor.status": (),
     "core.services.twofactor.begin_enrolment": (),

@@ -280,3 +280,50 @@ class Setting(SQLModel, table=True):
     value: Any = Field(default=None, sa_column=Column(JSON))
     updated_at: datetime = _ts()
     updated_by: Optional[int] = Field(default=None, foreign_key="users.id")
+
+
+class PacsNode(SQLModel, table=True):
+    """A PACS the product talks to: DICOMweb (URL, optional basic/bearer auth) or DIMSE (AE title, host,
+    port). The password or token is wrapped by the master key, never stored or logged in clear."""
+
+    __tablename__ = "pacs_nodes"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=64)
+    kind: str = Field(max_length=16)  # dicomweb | dimse
+    url: str = Field(default="", max_length=512)
+    auth: str = Field(default="none", max_length=16)  # none | basic | bearer
+    username: str = Field(default="", max_length=128)
+    secret_wrapped: Optional[bytes] = Field(default=None, sa_type=LargeBinary)
+    secret_key_id: Optional[str] = Field(default=None, max_length=16)
+    ae_title: str = Field(default="", max_length=16)
+    host: str = Field(default="", max_length=255)
+    port: int = Field(default=0)
+    calling_ae: str = Field(default="MEDSHIELD", max_length=16)
+    timeout_s: float = Field(default=15.0)
+    verify_tls: bool = Field(default=True)
+    from_env: bool = Field(default=False)  # made from MEDSHIELD_PACS_URL (kept in step with it)
+    created_by: Optional[int] = Field(default=None, foreign_key="users.id")
+    created_at: datetime = _ts()
+    last_test_at: Optional[datetime] = _opt_ts()
+    last_test_ok: Optional[bool] = Field(default=None)
+    last_test_message: str = Field(default="", max_length=255)
+
+
+class PacsInstance(SQLModel, table=True):
+    """Per-instance state of pulls: an instance pulled once is never pulled twice (a dropped connection
+    resumes where it stopped; a second pull of the same series only fetches what is new)."""
+
+    __tablename__ = "pacs_instances"
+    __table_args__ = (UniqueConstraint("node_id", "sop_uid"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    node_id: int = Field(foreign_key="pacs_nodes.id", index=True)
+    sop_uid: str = Field(max_length=64)
+    series_uid: str = Field(max_length=64, index=True)
+    study_uid: str = Field(max_length=64)
+    status: str = Field(max_length=16)  # accepted | duplicate | rejected | missing
+    reason: str = Field(default="", max_length=255)
+    image_id: Optional[int] = Field(default=None, foreign_key="images.id")
+    job_id: Optional[int] = Field(default=None, foreign_key="jobs.id")
+    created_at: datetime = _ts()

@@ -57,7 +57,10 @@ def rotate_master_key(actor: Actor, progress: Callable[[int, int], None] | None 
     from core.services import twofactor
 
     seeds = twofactor.rewrap(new)  # the TOTP seeds, wrapped by the same master key
+    from core.services import pacs_nodes
+
+    pacs = pacs_nodes.rewrap(new)  # PACS passwords and tokens
     ring.finish_rotation()
     audit.record(rt.engine, actor.username, actor.role, "key.rotate", "success",
-                 object_type="master_key", object_id=new.id, detail=f"rewrapped={done} totp={seeds}")
+                 object_type="master_key", object_id=new.id, detail=f"rewrapped={done} totp={seeds} pacs={pacs}")
     return RotationReport(new.id, done)

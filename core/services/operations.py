@@ -187,6 +187,10 @@ def retry(actor: Actor, job_id: int) -> int:
             job.progress = len(done) / max(1, len(job.params.get("image_ids", [])))
             s.add(job)
             target = job.id
+        elif kind == "pacs_pull":  # resumes: instances already pulled are skipped
+            job.status, job.finished_at, job.message = "queued", None, f"retried by {actor.username}"
+            s.add(job)
+            target, todo = job.id, []
         elif kind in TRAIN_KINDS:
             new = Job(kind=kind, status="queued", created_by=actor.user_id, params=dict(job.params),
                       result={}, message=f"retry of job {job_id} by {actor.username}")
@@ -202,6 +206,10 @@ def retry(actor: Actor, job_id: int) -> int:
         task = q.protect_one if kind == "protect" else q.analyze_one
         for image_id in todo:
             task(target, image_id)
+    elif kind == "pacs_pull":
+        import core.services.pacs  # noqa: F401  (registers the pull task)
+
+        q.pacs_pull(target)
     else:
         import core.services.training  # noqa: F401
 
