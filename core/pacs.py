@@ -76,11 +76,19 @@ class Query:
     accession: str = ""
     limit: int = 200
 
+    def name_tokens(self) -> list[str]:
+        return [t.lower() for t in re.split(r"[\s,^*]+", self.patient_name) if t]
+
     def name_pattern(self) -> str:
-        """A typed name as a DICOM wildcard match: "Doe, Jane", "DOE^JANE" and "jane doe" all become
-        token*token* (the PACS matches case-insensitively, as Orthanc and dcm4chee do by default)."""
-        tokens = [t for t in re.split(r"[\s,^*]+", self.patient_name) if t]
-        return "*".join(tokens) + "*" if tokens else ""
+        """A typed name as a DICOM wildcard query that any word order matches: the longest word,
+        *WORD* (case-insensitive on Orthanc and dcm4chee); `name_matches` then keeps the studies whose
+        name holds every word, so "Doe, Jane", "DOE^JANE" and "jane doe" find the same patient."""
+        tokens = self.name_tokens()
+        return f"*{max(tokens, key=len)}*" if tokens else ""
+
+    def name_matches(self, name: str) -> bool:
+        words = [w for w in re.split(r"[\s,^]+", (name or "").lower()) if w]
+        return all(any(w.startswith(t) or t in w for w in words) for t in self.name_tokens())
 
     def date_range(self) -> str:
         if not (self.date_from or self.date_to):
@@ -175,8 +183,8 @@ class DicomWebClient(Client):
         timeout = cfg.timeout
 
         class _Session(requests.Session):
-            def request(self, method, url, *a, **kw):  # a default timeout on every request
-                kw.setdefault("timeout", timeout)
+            def request(self, method, url, *a, **kw):
+                kw["timeout"] = timeout
                 # '*' is legal in a query string; some servers (Orthanc 1.10) do not decode %2A
                 return super().request(method, url.replace("%2A", "*"), *a, **kw)
 
@@ -188,7 +196,10 @@ class DicomWebClient(Client):
             s.headers["Authorization"] = f"Bearer {cfg.secret}"
         self._requests = requests
         self._session = s
-        self.api = DICOMwebClient(url=cfg.url.rstrip("/"), session=s)
+        self.api = DICOMwebClient(url=cfg.url.rstrip("/"), session=s, timeout=cfg.timeout)
+        # its own retries (5 attempts, exponential waits, on any exception) would turn a refused
+        # connection into minutes: a pull job retries and resumes itself
+        self.api.set_http_retry_params(retry=False)
 
     def _call(self, what: str, fn, *a, **kw):
         r = self._requests
@@ -229,7 +240,7 @@ class DicomWebClient(Client):
                           limit=q.limit,
                           fields=["NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances",
                                   "ModalitiesInStudy", "StudyDescription"])
-        return [study_from(Dataset.from_json(r)) for r in rows or []]
+        return [st for st in (study_from(Dataset.from_json(r)) for r in rows or []) if q.name_matches(st.patient_name)]
 
     def find_series(self, study_uid: str) -> list[SeriesInfo]:
         rows = self._call("the series search", self.api.search_for_series, study_instance_uid=study_uid,
@@ -247,12 +258,19 @@ class DicomWebClient(Client):
                 ds = self._call("a retrieve", self.api.retrieve_instance, study_instance_uid=study_uid,
                                 series_instance_uid=series_uid, sop_instance_uid=sop,
                                 media_types=(("application/dicom", "*"),))
+                data = to_bytes(ds)
             except PacsError as exc:
                 if "404" in str(exc):
                     yield sop, None, "no longer on the PACS"
                     continue
+                if "cannot read" in str(exc):
+                    yield sop, None, "unreadable: the PACS sent something that is not a DICOM file we accept"
+                    continue
                 raise
-            yield sop, to_bytes(ds), ""
+            except Exception as exc:  # noqa: BLE001 - a hostile instance is refused, the pull goes on
+                yield sop, None, f"unreadable: not a DICOM file we accept ({type(exc).__name__})"
+                continue
+            yield sop, data, ""
 
     def store(self, files: list[bytes]) -> StoreResult:
         res = StoreResult()
@@ -356,7 +374,8 @@ class DimseClient(Client):
         ds.StudyDescription = ""
         ds.NumberOfStudyRelatedSeries = None
         ds.NumberOfStudyRelatedInstances = None
-        return [study_from(d) for d in self._find(ds, "study search")][: q.limit]
+        found = [study_from(d) for d in self._find(ds, "study search")]
+        return [st for st in found if q.name_matches(st.patient_name)][: q.limit]
 
     def find_series(self, study_uid: str) -> list[SeriesInfo]:
         ds = Dataset()

@@ -28,6 +28,23 @@ if [ "$fonts_missing" = 1 ]; then apt_install fonts-dejavu-core fonts-liberation
 if [ "$DEV" = 1 ] && [ ! -x /usr/bin/chromium ]; then apt_install chromium; fi
 # tesseract: the independent OCR adversary of the tests and the PHI evaluation (never used by the app)
 if [ "$DEV" = 1 ] && ! command -v tesseract >/dev/null; then apt_install tesseract-ocr tesseract-ocr-eng; fi
+# a real PACS for the PACS tests (Orthanc + DICOMweb plugin, run in a network namespace: iproute2) and
+# the DICOM validator (dciodvfy from dicom3tools) that checks every DICOM the product writes
+pacs_missing=()
+command -v Orthanc >/dev/null || pacs_missing+=(orthanc)
+[ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || pacs_missing+=(orthanc-dicomweb)
+command -v dciodvfy >/dev/null || pacs_missing+=(dicom3tools)
+command -v ip >/dev/null || pacs_missing+=(iproute2)
+if [ "$DEV" = 1 ] && [ ${#pacs_missing[@]} -gt 0 ]; then
+  # the package would start a system Orthanc listening on every interface: forbid service starts
+  made_policy=0
+  if have_root && [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && made_policy=1
+  fi
+  apt_install "${pacs_missing[@]}"
+  [ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+  if have_root && command -v systemctl >/dev/null; then systemctl disable --now orthanc >/dev/null 2>&1 || true; fi
+fi
 
 # One environment for the app and the tests (the test tools are small; torch is not).
 hash=$(cat requirements.txt requirements-dev.txt constraints.txt | \

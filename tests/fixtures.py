@@ -75,3 +75,24 @@ def zip_bytes(entries: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> by
         for name, data in entries.items():
             zf.writestr(name, data)
     return buf.getvalue()
+
+
+def dicom_series(n: int, base: str = "CT_small.dcm", patient_id: str = "PACS-001",
+                 patient_name: str = "Pacs^Patricia", seed: int = 0) -> list[bytes]:
+    """`n` instances of one new study/series made from a real pydicom file (new UIDs, instance numbers)."""
+    from pydicom import dcmread
+    from pydicom.uid import generate_uid
+
+    src = pydicom_file(base)
+    study, series = generate_uid(entropy_srcs=[f"study{seed}{base}{n}"]), generate_uid(entropy_srcs=[f"series{seed}{base}{n}"])
+    out = []
+    for i in range(n):
+        ds = dcmread(io.BytesIO(src))
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[f"{study}.{i}"])
+        ds.InstanceNumber = i + 1
+        ds.PatientID, ds.PatientName = patient_id, patient_name
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        out.append(buf.getvalue())
+    return out

@@ -130,6 +130,7 @@ def deidentify(ds: Dataset, key: bytes, options: DeidOptions = DeidOptions(),
 
     sda.anonymize_dataset(ds, extra_anonymization_rules=None, delete_private_tags=True,
                           base_rules_gen=lambda: rules)
+    _valid_dummies(ds)
     pid = pseudonym(key, patient_id) if patient_id else "ANON"
     ds.PatientID = pid
     ds.PatientName = pid
@@ -150,6 +151,20 @@ def deidentify(ds: Dataset, key: bytes, options: DeidOptions = DeidOptions(),
         ds.BurnedInAnnotation = "NO"
     if hasattr(ds, "file_meta") and "MediaStorageSOPInstanceUID" in ds.file_meta and "SOPInstanceUID" in ds:
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+
+
+DUMMY_DATE = "19000101"  # dicom-anonymizer's dummy "00010101" is not a valid DA for validators (dciodvfy)
+
+
+def _valid_dummies(ds: Dataset) -> None:
+    """Replace the anonymizer's dummy dates/times (year 0001) with valid, obviously dummy values."""
+    for el in ds.iterall():
+        if el.VR not in ("DA", "DT") or el.value in (None, ""):
+            continue
+        vals = list(el.value) if el.VM > 1 else [el.value]
+        fixed = [DUMMY_DATE + str(v)[8:] if str(v).startswith("0001") else v for v in vals]
+        if fixed != vals:
+            el.value = fixed if el.VM > 1 else fixed[0]
 
 
 def header_only(ds: Dataset) -> Dataset:

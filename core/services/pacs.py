@@ -249,7 +249,8 @@ def _take(rt, actor: Actor, job_id: int, node_id: int, study: str, series: str, 
           why: str, patient_id: int | None) -> None:
     image_id = None
     if data is None:
-        status, reason = "missing", why or "not returned by the PACS"
+        status = "rejected" if why.startswith("unreadable") else "missing"
+        reason = why or "not returned by the PACS"
     else:
         rep = ingest.ingest_files(actor, [(f"pacs/{sop}.dcm", data)], patient_id=patient_id)
         r = rep.results[0]
