@@ -23,6 +23,7 @@ PAGES = {
     "metrics": st.Page("pages/metrics.py", title="Metrics", icon=":material/monitoring:", url_path="metrics"),
     "admin": st.Page("pages/admin.py", title="Admin", icon=":material/manage_accounts:", url_path="admin"),
     "system": st.Page("pages/system.py", title="System", icon=":material/dns:", url_path="system"),
+    "pacs": st.Page("pages/pacs.py", title="PACS", icon=":material/cloud_sync:", url_path="pacs"),
     "audit": st.Page("pages/audit.py", title="Audit", icon=":material/fact_check:", url_path="audit"),
     "account": st.Page("pages/account.py", title="My account", icon=":material/person:", url_path="account"),
 }

@@ -138,3 +138,7 @@ with st.form("triage"):
         if attempt(explain.set_thresholds, me, crit, urg, rout, unc, t.margin):
             st.session_state["admin_flash"] = "Triage thresholds saved."
             st.rerun()
+
+from ui.pacs_admin import pacs_section  # noqa: E402
+
+pacs_section(me)

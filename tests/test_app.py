@@ -20,13 +20,14 @@ ALL_PAGES = {"upload": "pages/upload.py", "patients": "pages/patients.py", "admi
              "audit": "pages/audit.py", "account": "pages/account.py", "protect": "pages/protect.py",
              "restore": "pages/restore.py", "metrics": "pages/metrics.py", "system": "pages/system.py",
              "explain": "pages/explain.py", "review": "pages/review.py", "annotate": "pages/annotate.py",
-             "models": "pages/models.py"}
+             "models": "pages/models.py", "pacs": "pages/pacs.py"}
 HEADERS = {"upload": "Upload", "patients": "Patients", "admin": "Admin · users", "audit": "Audit log",
            "account": "My account", "protect": "Protect", "restore": "Restore", "metrics": "Metrics", "system": "System",
            "explain": "Explain", "review": "Review", "annotate": "Annotate",
-           "models": "Models"}
-ROLE_PAGES = {"technician": {"upload", "protect", "annotate", "patients", "account"},
-              "doctor": {"patients", "restore", "explain", "review", "annotate", "models", "metrics", "account"},
+           "models": "Models", "pacs": "PACS"}
+ROLE_PAGES = {"technician": {"upload", "protect", "annotate", "patients", "pacs", "account"},
+              "doctor": {"patients", "restore", "explain", "review", "annotate", "models", "metrics", "pacs",
+                         "account"},
               "admin": {"admin", "audit", "system", "models", "metrics", "account"}}
 
 

@@ -8,8 +8,8 @@ import streamlit as st
 from core.security import Actor
 
 ROLE_PAGES: dict[str, list[str]] = {
-    "technician": ["upload", "protect", "annotate", "patients", "account"],
-    "doctor": ["patients", "restore", "explain", "review", "annotate", "models", "metrics", "account"],
+    "technician": ["upload", "protect", "annotate", "patients", "pacs", "account"],
+    "doctor": ["patients", "restore", "explain", "review", "annotate", "models", "metrics", "pacs", "account"],
     "admin": ["admin", "audit", "system", "models", "metrics", "account"],
 }
 
