@@ -25,7 +25,6 @@ AUTHS = ("none", "basic", "bearer")
 for _name in ("dicomweb_client", "pynetdicom", "urllib3"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
-
 @dataclass(frozen=True)
 class NodeConfig:
     kind: str
@@ -43,7 +42,6 @@ class NodeConfig:
     def where(self) -> str:
         return self.url if self.kind == "dicomweb" else f"{self.ae_title}@{self.host}:{self.port}"
 
-
 @dataclass
 class StudyInfo:
     study_uid: str
@@ -56,7 +54,6 @@ class StudyInfo:
     series_count: int | None = None
     instance_count: int | None = None
 
-
 @dataclass
 class SeriesInfo:
     series_uid: str
@@ -64,7 +61,6 @@ class SeriesInfo:
     description: str = ""
     number: str = ""
     instance_count: int | None = None
-
 
 @dataclass
 class Query:
@@ -97,19 +93,16 @@ class Query:
             return self.date_from
         return f"{self.date_from}-{self.date_to}"
 
-
 @dataclass
 class StoreResult:
     sent: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # SOP instance UID -> reason
-
 
 def _int(v) -> int | None:
     try:
         return int(v)
     except (TypeError, ValueError):
         return None
-
 
 def _s(ds: Dataset, kw: str) -> str:
     v = ds.get(kw, "")
@@ -119,23 +112,19 @@ def _s(ds: Dataset, kw: str) -> str:
         return "\\".join(str(x) for x in v)
     return str(v)
 
-
 def study_from(ds: Dataset) -> StudyInfo:
     return StudyInfo(_s(ds, "StudyInstanceUID"), _s(ds, "PatientID"), _s(ds, "PatientName"), _s(ds, "StudyDate"),
                      _s(ds, "AccessionNumber"), _s(ds, "StudyDescription"), _s(ds, "ModalitiesInStudy"),
                      _int(ds.get("NumberOfStudyRelatedSeries")), _int(ds.get("NumberOfStudyRelatedInstances")))
 
-
 def series_from(ds: Dataset) -> SeriesInfo:
     return SeriesInfo(_s(ds, "SeriesInstanceUID"), _s(ds, "Modality"), _s(ds, "SeriesDescription"),
                       _s(ds, "SeriesNumber"), _int(ds.get("NumberOfSeriesRelatedInstances")))
-
 
 def to_bytes(ds: Dataset) -> bytes:
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
-
 
 class Client:
     """One PACS node. Subclasses implement the five operations."""
@@ -159,6 +148,11 @@ class Client:
         """(SOP instance UID, file bytes or None, reason when None), one per requested instance."""
         raise NotImplementedError
 
+    def retrieve_many(self, study_uid: str, series_uid: str, sop_uids: list[str], whole_series: bool = False):
+        """Like `retrieve`; `whole_series` says these are all of the series' instances (a client may then
+        fetch the series in one request)."""
+        return self.retrieve(study_uid, series_uid, sop_uids)
+
     def store(self, files: list[bytes]) -> StoreResult:
         raise NotImplementedError
 
@@ -170,7 +164,6 @@ class Client:
 
     def __exit__(self, *exc):
         self.close()
-
 
 # ---------------------------------------------------------------- DICOMweb
 
@@ -252,13 +245,63 @@ class DicomWebClient(Client):
                           series_instance_uid=series_uid, get_remaining=True)
         return [str(Dataset.from_json(r).get("SOPInstanceUID", "")) for r in rows or []]
 
+    def _raw_parts(self, url: str, stream: bool) -> Iterator[bytes]:
+        """The parts of a WADO-RS multipart reply as the server sent them (its own bytes, no re-encoding),
+        through dicomweb-client's request and multipart decoding."""
+
+        headers = {"Accept": self.api._build_multipart_accept_header_field_value(
+            (("application/dicom", "*"),), {"*": "application/dicom"})}
+        response = self.api._http_get(url, headers=headers, stream=stream)
+        if response.headers.get("Content-Type", "").startswith("application/dicom"):
+            return iter([response.content])  # a server that sends the part bare
+        return self.api._decode_multipart_message(response, stream=stream)
+
+    def _instance_bytes(self, study_uid: str, series_uid: str, sop: str) -> bytes:
+        from dicomweb_client.web import _Transaction
+
+        url = self.api._get_instances_url(_Transaction.RETRIEVE, study_uid, series_uid, sop)
+        parts = list(self._raw_parts(url, stream=False))
+        if len(parts) != 1:
+            raise ValueError("expected one part")
+        return parts[0]
+
+    def retrieve_series(self, study_uid: str, series_uid: str) -> Iterator[bytes]:
+        """Every instance of a series in one streamed WADO-RS request (memory stays flat)."""
+        from dicomweb_client.web import _Transaction
+
+        url = self.api._get_series_url(_Transaction.RETRIEVE, study_uid, series_uid)
+        parts = self._call("a series retrieve", self._raw_parts, url, True)
+        while True:
+            try:
+                part = self._call("a series retrieve", next, parts)
+            except StopIteration:
+                return
+            yield part
+
+    def retrieve_many(self, study_uid, series_uid, sop_uids, whole_series=False):
+        if not whole_series:
+            yield from self.retrieve(study_uid, series_uid, sop_uids)
+            return
+        wanted, seen = set(sop_uids), set()
+        for part in self.retrieve_series(study_uid, series_uid):
+            try:
+                sop = str(dcmread(io.BytesIO(part), stop_before_pixels=True, force=True,
+                                  specific_tags=["SOPInstanceUID"]).get("SOPInstanceUID", ""))
+            except Exception:  # noqa: BLE001 - a part we cannot even read the UID of: skip, reported below
+                continue
+            if sop in wanted and sop not in seen:
+                seen.add(sop)
+                yield sop, part, ""
+        for sop in sop_uids:
+            if sop not in seen:
+                yield sop, None, "no longer on the PACS (or unreadable)"
+
     def retrieve(self, study_uid, series_uid, sop_uids):
         for sop in sop_uids:
             try:
-                ds = self._call("a retrieve", self.api.retrieve_instance, study_instance_uid=study_uid,
-                                series_instance_uid=series_uid, sop_instance_uid=sop,
-                                media_types=(("application/dicom", "*"),))
-                data = to_bytes(ds)
+                data = self._call("a retrieve", self._instance_bytes, study_uid, series_uid, sop)
+                if data[128:132] != b"DICM":
+                    data = to_bytes(dcmread(io.BytesIO(data), force=True))  # a bare data set: add the file meta
             except PacsError as exc:
                 if "404" in str(exc):
                     yield sop, None, "no longer on the PACS"
@@ -286,7 +329,6 @@ class DicomWebClient(Client):
     def close(self) -> None:
         self._session.close()
 
-
 # ---------------------------------------------------------------- DIMSE
 
 _STORAGE = [  # the storage SOP classes we accept back from a C-GET (at most 128 contexts in all)
@@ -302,7 +344,6 @@ _STORAGE = [  # the storage SOP classes we accept back from a C-GET (at most 128
 _SYNTAXES = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.70",
              "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.5",
              "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"]
-
 
 class DimseClient(Client):
     def _ae(self):
@@ -474,7 +515,6 @@ class DimseClient(Client):
             if assoc.is_established:
                 assoc.release()
         return res
-
 
 def client_for(cfg: NodeConfig) -> Client:
     if cfg.kind == "dicomweb":

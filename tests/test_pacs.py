@@ -175,6 +175,14 @@ def test_test_connection_and_wrong_password(pacs_env):
                                username=e["o"].user, secret="not-it")
     with pytest.raises(PacsError, match="credentials"):
         pacs_nodes.test_node(e["admin"], bad.id)
+    tls = pacs_nodes.save_node(e["admin"], "tls to a plain port", "dicomweb",
+                               url=e["o"].dicomweb_url.replace("http://", "https://"), timeout_s=5)
+    with pytest.raises(PacsError, match="TLS"):
+        pacs_nodes.test_node(e["admin"], tls.id)
+    aet = pacs_nodes.save_node(e["admin"], "dimse wrong port", "dimse", ae_title="NOPE", host=e["o"].ip,
+                               port=e["o"].http_port, timeout_s=3)  # an HTTP server does not speak DICOM
+    with pytest.raises(PacsError):
+        pacs_nodes.test_node(e["admin"], aet.id)
 
 
 @pytest.mark.parametrize("kind", ["web", "dimse"])
@@ -235,15 +243,13 @@ def test_study_that_disappears_mid_pull(rt, pacs_env, monkeypatch):
     study = pacs.find_studies(e["tech"], e["web"], patient_id="PACS-011")[0]
     series = pacs.find_series(e["tech"], e["web"], study.study_uid)[0]
     monkeypatch.setattr(pacs, "CHUNK", 3)
-    real_take, seen = pacs._take, []
+    real_take = pacs._take_batch
 
-    def take_then_delete(*a, **k):  # the study is deleted on the PACS after the third instance
+    def take_then_delete(*a, **k):  # the study is deleted on the PACS after the first three instances
         real_take(*a, **k)
-        seen.append(1)
-        if len(seen) == 3:
-            e["o"].clear()
+        e["o"].clear()
 
-    monkeypatch.setattr(pacs, "_take", take_then_delete)
+    monkeypatch.setattr(pacs, "_take_batch", take_then_delete)
     job = _pull_done(rt, e["tech"], e["web"], study.study_uid, [series.series_uid])
     assert job.status == "done" and job.counts == {"accepted": 3, "missing": 5}, job
     assert _images(rt) == 3
@@ -251,16 +257,17 @@ def test_study_that_disappears_mid_pull(rt, pacs_env, monkeypatch):
 
 def test_dropped_connection_resumes_without_duplicates(rt, pacs_env, monkeypatch):
     """The veth link to the PACS goes down mid-pull for a few seconds: requests time out, the pull
-    retries and resumes; every instance is stored once."""
+    retries and resumes; every instance is stored once. 60 instances: a fresh pull streams the series in
+    one request, the resumed one fetches what is left instance by instance."""
     e = pacs_env
-    n = 40
+    n = 60
     _seed(e["o"], dicom_series(n, patient_id="PACS-012", seed=12))
     admin = e["admin"]
     node = pacs_nodes.save_node(admin, "short timeout", "dicomweb", url=e["o"].dicomweb_url, auth="basic",
                                 username=e["o"].user, secret=e["o"].password, timeout_s=1)
     study = pacs.find_studies(e["tech"], node.id, patient_id="PACS-012")[0]
     series = pacs.find_series(e["tech"], node.id, study.study_uid)[0]
-    monkeypatch.setattr(pacs, "CHUNK", 2)
+    monkeypatch.setattr(pacs, "CHUNK", 5)
     link = f"{e['o'].name}h"
     dropped, went_down = threading.Event(), threading.Event()
 

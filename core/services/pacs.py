@@ -36,7 +36,8 @@ from core.taskqueue import queue, register
 
 _DATE = re.compile(r"^\d{8}$")
 _UID = re.compile(r"^[0-9.]{1,64}$")
-CHUNK = 25  # instances per progress update / cancellation check
+CHUNK = 25  # instances per ingest batch, progress update and cancellation check
+STREAM_MIN = 50  # a fresh pull of a series at least this large comes in one streamed request (DICOMweb)
 
 
 def _clean_date(v: str, what: str) -> str:
@@ -229,13 +230,20 @@ def _pull(rt, job_id: int, p: dict) -> None:
             by_series.setdefault(se, []).append(sop)
         n = total - len(todo)
         for se, group in by_series.items():
-            for start in range(0, len(group), CHUNK):
-                for sop, data, why in c.retrieve(study, se, group[start:start + CHUNK]):
-                    _take(rt, actor, job_id, node_id, study, se, sop, data, why, p.get("patient_id"))
-                    n += 1
-                if _set(job_id, progress=n / max(1, total), message=f"{n} of {total} instances",
-                        result={"total": total, "counts": _counts(node_id, study, series_uids, sops)}) == "cancelled":
-                    return
+            whole = len(group) >= STREAM_MIN and len(group) == sum(1 for x, _ in wanted if x == se)
+            batch: list[tuple[str, bytes | None, str]] = []
+            for item in c.retrieve_many(study, se, group, whole_series=whole):
+                batch.append(item)
+                if len(batch) >= CHUNK:
+                    _take_batch(rt, actor, job_id, node_id, study, se, batch, p.get("patient_id"))
+                    n += len(batch)
+                    batch = []
+                    if _set(job_id, progress=n / max(1, total), message=f"{n} of {total} instances",
+                            result={"total": total, "counts": _counts(node_id, study, series_uids, sops)}) == "cancelled":
+                        return
+            if batch:
+                _take_batch(rt, actor, job_id, node_id, study, se, batch, p.get("patient_id"))
+                n += len(batch)
     counts = _counts(node_id, study, series_uids, sops)
     failed = counts.get("rejected", 0) + counts.get("missing", 0)
     msg = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "nothing to pull"
@@ -245,22 +253,35 @@ def _pull(rt, job_id: int, p: dict) -> None:
                  object_id=job_id, detail=msg[:200])
 
 
-def _take(rt, actor: Actor, job_id: int, node_id: int, study: str, series: str, sop: str, data: bytes | None,
-          why: str, patient_id: int | None) -> None:
-    image_id = None
-    if data is None:
-        status = "rejected" if why.startswith("unreadable") else "missing"
-        reason = why or "not returned by the PACS"
-    else:
-        rep = ingest.ingest_files(actor, [(f"pacs/{sop}.dcm", data)], patient_id=patient_id)
-        r = rep.results[0]
-        status, reason, image_id = r.status, r.reason, r.image_id
-    try:
-        with rt.session() as s:
-            s.add(PacsInstance(node_id=node_id, sop_uid=sop[:64], series_uid=series[:64], study_uid=study[:64],
-                               status=status, reason=reason[:255], image_id=image_id, job_id=job_id))
-    except SAIntegrityError:
-        pass  # recorded a moment ago by a retried run of this job
+def _take_batch(rt, actor: Actor, job_id: int, node_id: int, study: str, series: str,
+                batch: list[tuple[str, bytes | None, str]], patient_id: int | None) -> None:
+    """Ingest a batch of retrieved instances (one upload batch) and record each one's state."""
+    rows: list[tuple[str, str, str, int | None]] = []
+    files: list[tuple[str, bytes]] = []
+    for sop, data, why in batch:
+        if data is None:
+            rows.append((sop, "rejected" if why.startswith("unreadable") else "missing",
+                         why or "not returned by the PACS", None))
+        elif data[128:132] != b"DICM":
+            rows.append((sop, "rejected", "not a DICOM file", None))
+        else:
+            files.append((f"pacs/{sop}.dcm", data))
+    if files:
+        rep = ingest.ingest_files(actor, files, patient_id=patient_id)
+        for (name, _), r in zip(files, rep.results):
+            rows.append((name[5:-4], r.status, r.reason, r.image_id))
+    with rt.session() as s:
+        have = set(s.exec(select(PacsInstance.sop_uid).where(
+            PacsInstance.node_id == node_id, PacsInstance.sop_uid.in_([r[0] for r in rows]))).all())  # type: ignore[attr-defined]
+    for sop, status, reason, image_id in rows:
+        if sop in have:
+            continue  # recorded a moment ago by a retried run of this job
+        try:
+            with rt.session() as s:
+                s.add(PacsInstance(node_id=node_id, sop_uid=sop[:64], series_uid=series[:64], study_uid=study[:64],
+                                   status=status, reason=reason[:255], image_id=image_id, job_id=job_id))
+        except SAIntegrityError:
+            pass
 
 
 # ------------------------------------------------------------------------------------------ push
