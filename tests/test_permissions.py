@@ -22,6 +22,8 @@ import core.services.twofactor  # noqa: F401
 import core.services.operations  # noqa: F401
 import core.services.demo  # noqa: F401
 import core.services.storage_admin  # noqa: F401
+import core.services.pacs  # noqa: F401
+import core.services.pacs_nodes  # noqa: F401
 import core.services.projects  # noqa: F401
 import core.services.training  # noqa: F401
 from core.errors import AccessDenied, MedShieldError
@@ -71,6 +73,15 @@ EXPECTED: dict[str, set[str]] = {
     "core.services.operations.activity": {A},
     "core.services.storage_admin.migrate_store": {A},
     "core.services.storage_admin.sweep_orphans": {A},
+    "core.services.pacs_nodes.list_nodes": {T, D, A},
+    "core.services.pacs_nodes.save_node": {A},
+    "core.services.pacs_nodes.delete_node": {A},
+    "core.services.pacs_nodes.test_node": {A},
+    "core.services.pacs.find_studies": {T},
+    "core.services.pacs.find_series": {T},
+    "core.services.pacs.pull_series": {T},
+    "core.services.pacs.get_pull": {T},
+    "core.services.pacs.push_images": {T, D},
     "core.services.models.model_card": {A},
     "core.services.twofactor.status": {T, D, A},
     "core.services.twofactor.begin_enrolment": {T, D, A},
@@ -160,6 +171,15 @@ ARGS: dict[str, tuple] = {
     "core.services.operations.activity": (),
     "core.services.storage_admin.migrate_store": ("nope://elsewhere",),
     "core.services.storage_admin.sweep_orphans": (60, True),
+    "core.services.pacs_nodes.list_nodes": (),
+    "core.services.pacs_nodes.save_node": ("Matrix PACS", "dimse"),
+    "core.services.pacs_nodes.delete_node": (999_999,),
+    "core.services.pacs_nodes.test_node": (999_999,),
+    "core.services.pacs.find_studies": (999_999,),
+    "core.services.pacs.find_series": (999_999, "1.2.3"),
+    "core.services.pacs.pull_series": (999_999, "1.2.3", ["1.2.3.4"]),
+    "core.services.pacs.get_pull": (999_999,),
+    "core.services.pacs.push_images": (999_999, [999_999]),
     "core.services.models.model_card": (999_999,),
     "core.services.twofactor.status": (),
     "core.services.twofactor.begin_enrolment": (),
