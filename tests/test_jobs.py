@@ -64,6 +64,18 @@ def test_rerun_after_a_crash_between_commit_and_cleanup(rt, make_user):
     q.huey.flush()
 
 
+def _need_redis(url: str) -> None:
+    """Skip (fail on CI) where Redis is not reachable."""
+    import redis
+
+    try:
+        redis.Redis.from_url(url).ping()
+    except Exception as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"Redis is not reachable: {exc}")
+        pytest.skip(f"Redis is not reachable: {exc}")
+
+
 def _worker(env) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "core.worker", "--workers", "2"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -73,15 +85,8 @@ def _worker(env) -> subprocess.Popen:
 def test_killed_worker_loses_nothing(tmp_path, backend):
     redis_url = None
     if backend == "redis-queue":
-        import redis
-
         redis_url = "redis://127.0.0.1:6379/0"
-        try:
-            redis.Redis.from_url(redis_url).ping()
-        except Exception as exc:
-            if os.environ.get("CI"):
-                pytest.fail(f"Redis is not reachable: {exc}")
-            pytest.skip(f"Redis is not reachable: {exc}")
+        _need_redis(redis_url)
     runtime_mod.reset()
     settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'q.db'}").with_overrides(redis_url=redis_url)
     rt = runtime_mod.configure(settings)
@@ -137,12 +142,7 @@ def test_tasks_lost_by_the_queue_are_requeued_by_an_idle_worker(tmp_path):
     import redis
 
     worker_redis, lost_redis = "redis://127.0.0.1:6379/14", "redis://127.0.0.1:6379/13"
-    try:
-        redis.Redis.from_url(worker_redis).ping()
-    except Exception as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"Redis is not reachable: {exc}")
-        pytest.skip(f"Redis is not reachable: {exc}")
+    _need_redis(worker_redis)
     runtime_mod.reset()
     settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'q.db'}").with_overrides(redis_url=lost_redis)
     rt = runtime_mod.configure(settings)

@@ -25,8 +25,8 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlmodel import select
 
 from core import audit
-from core.db.models import Image, Job, PacsInstance, Patient, utcnow
-from core.errors import Conflict, MedShieldError, NotFound, PacsError, ValidationError
+from core.db.models import Image, Job, PacsInstance, PacsNode, Patient, utcnow
+from core.errors import AccessDenied, Conflict, NotFound, PacsError, ValidationError
 from core.pacs import Query, SeriesInfo, StudyInfo
 from core.runtime import get_runtime
 from core.security import Actor, Permission, has_permission, service
@@ -117,8 +117,6 @@ def pull_series(actor: Actor, node_id: int, study_uid: str, series_uids: list[st
     if not has_permission(actor.role, Permission.IMAGE_UPLOAD):
         audit.record(rt.engine, actor.username, actor.role, "deny:pull_series", "denied",
                      detail="missing permission image.upload")
-        from core.errors import AccessDenied
-
         raise AccessDenied(f"Your role ({actor.role}) does not allow uploads, so it cannot pull from a PACS.")
     study_uid = _uid(study_uid, "The study")
     series = sorted({_uid(u, "A series") for u in series_uids})
@@ -127,8 +125,6 @@ def pull_series(actor: Actor, node_id: int, study_uid: str, series_uids: list[st
     with rt.session() as s:
         if patient_id is not None and s.get(Patient, patient_id) is None:
             raise NotFound(f"No patient with id {patient_id}.")
-        from core.db.models import PacsNode
-
         if s.get(PacsNode, node_id) is None:
             raise NotFound(f"No PACS node with id {node_id}.")
         job = Job(kind="pacs_pull", status="queued", created_by=actor.user_id,
@@ -350,9 +346,6 @@ def push_images(actor: Actor, node_id: int, image_ids: list[int],
         raise Conflict("Nothing was sent: " + next(iter(report.refused.values())))
     return report
 
-
-__all__ = ["find_studies", "find_series", "pull_series", "get_pull", "push_images", "PullInfo", "PushReport",
-           "MedShieldError"]
 
 
 def recover_pulls() -> int:
