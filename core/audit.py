@@ -50,26 +50,41 @@ def record(
     detail: str = "",
 ) -> AuditEvent:
     """Append one event. Safe under concurrency (SQLite BEGIN IMMEDIATE, PostgreSQL advisory lock)."""
+    return record_many(engine, username, role, [(action, outcome, object_type, object_id, detail)])[0]
+
+
+def record_many(
+    engine: Engine, username: str, role: str, events: list[tuple[str, str, str, str | int, str]],
+) -> list[AuditEvent]:
+    """Append several events of one actor, (action, outcome, object_type, object_id, detail) each, in
+    one transaction: one chain lock for a batch (an ingest of many files) instead of one per event."""
+    out: list[AuditEvent] = []
+    if not events:
+        return out
     with session_scope(engine) as s:
         if engine.dialect.name == "postgresql":
             s.exec(text(f"SELECT pg_advisory_xact_lock({_PG_LOCK_ID})"))  # type: ignore[call-overload]
         last = s.exec(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1)).first()  # type: ignore[union-attr]
-        ev = AuditEvent(
-            seq=(last.seq + 1) if last else 1,
-            ts=utcnow(),
-            username=(username or "")[:64],
-            role=(role or "")[:16],
-            action=action[:48],
-            object_type=object_type[:32],
-            object_id=str(object_id)[:64],
-            outcome=outcome[:16],
-            detail=detail[:2000],
-            prev_hash=last.hash if last else GENESIS,
-            hash="",
-        )
-        ev.hash = event_hash(ev)
-        s.add(ev)
-    return ev
+        seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
+        for action, outcome, object_type, object_id, detail in events:
+            seq += 1
+            ev = AuditEvent(
+                seq=seq,
+                ts=utcnow(),
+                username=(username or "")[:64],
+                role=(role or "")[:16],
+                action=action[:48],
+                object_type=object_type[:32],
+                object_id=str(object_id)[:64],
+                outcome=outcome[:16],
+                detail=detail[:2000],
+                prev_hash=prev,
+                hash="",
+            )
+            ev.hash = prev = event_hash(ev)
+            s.add(ev)
+            out.append(ev)
+    return out
 
 
 @dataclass(frozen=True)

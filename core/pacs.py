@@ -153,6 +153,16 @@ class Client:
         fetch the series in one request)."""
         return self.retrieve(study_uid, series_uid, sop_uids)
 
+    can_stream = False  # True: `series_count` and `stream_series` work (one request for a whole series)
+
+    def series_count(self, study_uid: str, series_uid: str) -> int | None:
+        """How many instances the PACS holds in a series (None: it does not say)."""
+        return None
+
+    def stream_series(self, study_uid: str, series_uid: str) -> Iterator[tuple[str, bytes]]:
+        """(SOP instance UID, file bytes) for every instance of a series, in one request."""
+        raise NotImplementedError
+
     def store(self, files: list[bytes]) -> StoreResult:
         raise NotImplementedError
 
@@ -278,18 +288,40 @@ class DicomWebClient(Client):
                 return
             yield part
 
+    can_stream = True
+
+    def series_count(self, study_uid, series_uid):
+        rows = self._call("the series search", self.api.search_for_series, study_instance_uid=study_uid,
+                          search_filters={"SeriesInstanceUID": series_uid},
+                          fields=["NumberOfSeriesRelatedInstances"])
+        for r in rows or []:
+            v = (r.get("00201209") or {}).get("Value") or []
+            if v:
+                try:
+                    return int(v[0])
+                except (TypeError, ValueError):
+                    return None
+        return None
+
+    def stream_series(self, study_uid, series_uid):
+        seen: set[str] = set()
+        for part in self.retrieve_series(study_uid, series_uid):
+            try:
+                sop = str(dcmread(io.BytesIO(part), stop_before_pixels=True, force=True,
+                                  specific_tags=["SOPInstanceUID"]).get("SOPInstanceUID", ""))
+            except Exception:  # noqa: BLE001 - a part we cannot even read the UID of: skipped (reported as
+                continue  # missing by the caller, which compares with the list of the series)
+            if sop and sop not in seen:
+                seen.add(sop)
+                yield sop, part
+
     def retrieve_many(self, study_uid, series_uid, sop_uids, whole_series=False):
         if not whole_series:
             yield from self.retrieve(study_uid, series_uid, sop_uids)
             return
         wanted, seen = set(sop_uids), set()
-        for part in self.retrieve_series(study_uid, series_uid):
-            try:
-                sop = str(dcmread(io.BytesIO(part), stop_before_pixels=True, force=True,
-                                  specific_tags=["SOPInstanceUID"]).get("SOPInstanceUID", ""))
-            except Exception:  # noqa: BLE001 - a part we cannot even read the UID of: skip, reported below
-                continue
-            if sop in wanted and sop not in seen:
+        for sop, part in self.stream_series(study_uid, series_uid):
+            if sop in wanted:
                 seen.add(sop)
                 yield sop, part, ""
         for sop in sop_uids:

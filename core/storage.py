@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlparse
@@ -72,6 +73,30 @@ class BlobStore:
             raise
         return key, True
 
+    def put_many(self, blobs: list[bytes]) -> list[tuple[str, bool]]:
+        """`put` of several blobs at once (threads overlap the fsyncs or the object-store round trips);
+        results in order. If any write fails, the ones this call newly wrote are deleted and the error
+        is raised: all or nothing."""
+        if len(blobs) <= 1:
+            return [self.put(b) for b in blobs]
+        futures = [_writers().submit(self.put, b) for b in blobs]
+        done, error = [], None
+        for f in futures:
+            try:
+                done.append(f.result())
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, after the cleanup
+                error = error or exc
+        if error is not None:
+            for key, new in done:
+                if new:
+                    self.delete(key)
+            raise error
+        return done
+
+    def put_many_async(self, blobs: list[bytes]):
+        """`put_many` in the background: a Future of its result (or of its error, after its cleanup)."""
+        return _batches().submit(self.put_many, blobs)
+
     def get(self, key: str, *, verify: bool = True) -> bytes:
         path = self.path_for(key)
         try:
@@ -101,6 +126,44 @@ class BlobStore:
 
 
 FileBlobStore = BlobStore
+
+_WRITERS = None
+_WRITERS_LOCK = threading.Lock()
+
+
+def _writers():
+    """One pool of writer threads per process for `put_many` (fsyncs and object-store round trips
+    overlap; the threads wait on I/O, not on the CPU)."""
+    global _WRITERS
+    with _WRITERS_LOCK:
+        if _WRITERS is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _WRITERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="blob-put")
+        return _WRITERS
+
+
+_BATCHES = None
+
+
+def _batches():
+    """A separate small pool for `put_many_async` (a batch waiting on its writes must not hold one of
+    the writer threads it waits for)."""
+    global _BATCHES
+    with _WRITERS_LOCK:
+        if _BATCHES is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _BATCHES = ThreadPoolExecutor(max_workers=4, thread_name_prefix="blob-batch")
+        return _BATCHES
+
+
+def _forget_writers() -> None:  # a forked child has the pool objects but not their threads
+    global _WRITERS, _BATCHES, _WRITERS_LOCK
+    _WRITERS, _BATCHES, _WRITERS_LOCK = None, None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_writers)
 
 
 def _verified(key: str, data: bytes, verify: bool) -> bytes:

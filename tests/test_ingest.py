@@ -159,3 +159,66 @@ def test_cli_ingest(sqlite_rt, tmp_path, monkeypatch, capsys):
     assert "accepted" in out and "rejected" in out and "text file" in out
     with sqlite_rt.session() as s:
         assert s.exec(select(Image)).one().modality == "DX"
+
+
+def test_groups_keep_order_duplicates_rejections_and_one_audit_event_each(rt, make_user, monkeypatch):
+    """Files are ingested in groups (one duplicate query, parallel blob writes, one transaction):
+    results stay in upload order across group boundaries, the same bytes twice in one upload are
+    stored once, a bad file is rejected alone, and every accepted file has its own audit event."""
+    from core import audit
+    from core.db.models import AuditEvent
+
+    monkeypatch.setattr(ingest, "GROUP_FILES", 4)
+    tech = make_user("technician")
+    seen: list[int] = []
+    files = [(f"f{i}.png", png_bytes(seed=100 + i)) for i in range(10)]
+    files.insert(3, ("again.png", files[1][1]))  # same group as its first copy
+    files.insert(9, ("later.png", files[0][1]))  # a later group
+    files.insert(6, ("bad.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 40))
+    rep = ingest.ingest_files(tech, files, progress=lambda n, total, name: seen.append(n))
+    assert [r.name for r in rep.results] == [n for n, _ in files]
+    status = {r.name: r for r in rep.results}
+    assert status["again.png"].status == "duplicate" and status["again.png"].image_id == status["f1.png"].image_id
+    assert status["later.png"].status == "duplicate" and status["later.png"].image_id == status["f0.png"].image_id
+    assert status["bad.png"].status == "rejected"
+    assert rep.accepted == 10 and seen == list(range(1, len(files) + 1))
+    with rt.session() as s:
+        imgs = s.exec(select(Image)).all()
+        uploads = s.exec(select(AuditEvent).where(AuditEvent.action == "image.upload",
+                                                  AuditEvent.outcome == "success")).all()
+    assert len(imgs) == 10 and {i.batch_id for i in imgs} == {rep.batch_id}
+    assert sorted(int(e.object_id) for e in uploads) == sorted(i.id for i in imgs)
+    for i in imgs:
+        assert rt.store.get(i.blob_key) and rt.store.get(i.thumb_key)
+    assert audit.verify_chain(rt.engine).ok
+
+
+def test_two_uploads_of_the_same_files_at_once_store_each_once(rt, make_user):
+    """Two technicians upload the same files at the same moment: every file is stored once, each
+    upload reports it accepted or duplicate, nothing fails."""
+    import threading
+
+    tech, other = make_user("technician"), make_user("technician")
+    files = [(f"s{i}.png", png_bytes(seed=300 + i)) for i in range(24)]
+    reps, errors = {}, []
+    go = threading.Barrier(2)
+
+    def run(who):
+        try:
+            go.wait()
+            reps[who.username] = ingest.ingest_files(who, files)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(u,)) for u in (tech, other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    a, b = reps[tech.username], reps[other.username]
+    for ra, rb in zip(a.results, b.results):
+        assert {ra.status, rb.status} <= {"accepted", "duplicate"} and "accepted" in (ra.status, rb.status)
+        assert ra.image_id == rb.image_id
+    with rt.session() as s:
+        assert len(s.exec(select(Image)).all()) == 24

@@ -243,16 +243,42 @@ def test_study_that_disappears_mid_pull(rt, pacs_env, monkeypatch):
     study = pacs.find_studies(e["tech"], e["web"], patient_id="PACS-011")[0]
     series = pacs.find_series(e["tech"], e["web"], study.study_uid)[0]
     monkeypatch.setattr(pacs, "CHUNK", 3)
-    real_take = pacs._take_batch
+    from core.pacs import DicomWebClient
 
-    def take_then_delete(*a, **k):  # the study is deleted on the PACS after the first three instances
-        real_take(*a, **k)
-        e["o"].clear()
+    real_fetch, fetched = DicomWebClient._instance_bytes, []
 
-    monkeypatch.setattr(pacs, "_take_batch", take_then_delete)
+    def fetch_then_delete(self, *a):  # the study is deleted on the PACS once three instances came over
+        data = real_fetch(self, *a)
+        fetched.append(1)
+        if len(fetched) == 3:
+            e["o"].clear()
+        return data
+
+    monkeypatch.setattr(DicomWebClient, "_instance_bytes", fetch_then_delete)
     job = _pull_done(rt, e["tech"], e["web"], study.study_uid, [series.series_uid])
     assert job.status == "done" and job.counts == {"accepted": 3, "missing": 5}, job
     assert _images(rt) == 3
+
+
+def test_short_stream_is_completed_instance_by_instance(rt, pacs_env, monkeypatch):
+    """A fresh series is streamed in one request without listing it first; when the reply ends early
+    (a server that closes the multipart cleanly), the series is listed and the rest fetched one by one."""
+    from itertools import islice
+
+    from core.pacs import DicomWebClient
+
+    e = pacs_env
+    n = 60
+    _seed(e["o"], dicom_series(n, patient_id="PACS-015", seed=15))
+    study = pacs.find_studies(e["tech"], e["web"], patient_id="PACS-015")[0]
+    series = pacs.find_series(e["tech"], e["web"], study.study_uid)[0]
+    real_stream, real_fetch, one_by_one = DicomWebClient.stream_series, DicomWebClient._instance_bytes, []
+    monkeypatch.setattr(DicomWebClient, "stream_series", lambda self, *a: islice(real_stream(self, *a), 40))
+    monkeypatch.setattr(DicomWebClient, "_instance_bytes",
+                        lambda self, *a: one_by_one.append(a[-1]) or real_fetch(self, *a))
+    job = _pull_done(rt, e["tech"], e["web"], study.study_uid, [series.series_uid])
+    assert job.status == "done" and job.counts == {"accepted": n} and job.total == n, job
+    assert len(one_by_one) == n - 40 and _images(rt) == n
 
 
 def test_dropped_connection_resumes_without_duplicates(rt, pacs_env, monkeypatch):

@@ -206,47 +206,87 @@ def _pacs_pull(job_id: int) -> None:
 
 
 def _pull(rt, job_id: int, p: dict) -> None:
+    """One attempt. A fresh series of STREAM_MIN+ instances on a server that can stream comes in one
+    request with no listing first (the listing costs a PACS about as much as the transfer); anything
+    else, and whatever a stream did not deliver, is listed and fetched instance by instance, skipping
+    what is already recorded."""
     actor = Actor(*p["actor"])
     node_id, study, series_uids = p["node_id"], p["study_uid"], p["series_uids"]
+    with rt.session() as s:
+        started = set(s.exec(select(PacsInstance.series_uid).where(
+            PacsInstance.node_id == node_id, PacsInstance.series_uid.in_(series_uids))).all())  # type: ignore[attr-defined]
     with open_client(node_id) as c:
+        stream: dict[str, int] = {}
+        if c.can_stream:
+            for se in series_uids:
+                if se not in started:
+                    n_expected = c.series_count(study, se)
+                    if n_expected is not None and n_expected >= STREAM_MIN:
+                        stream[se] = n_expected
         wanted: list[tuple[str, str]] = []
         for se in series_uids:
-            wanted += [(se, sop) for sop in c.list_instances(study, se) if sop]
+            if se not in stream:
+                wanted += [(se, sop) for sop in c.list_instances(study, se) if sop]
         sops = {sop for _, sop in wanted}
         with rt.session() as s:
             done = set(s.exec(select(PacsInstance.sop_uid).where(
                 PacsInstance.node_id == node_id, PacsInstance.sop_uid.in_(sops))).all())  # type: ignore[attr-defined]
         todo = [(se, sop) for se, sop in wanted if sop not in done]
-        total = len(wanted)
-        if _set(job_id, result={"total": total, "counts": _counts(node_id, study, series_uids, sops)},
-                progress=(total - len(todo)) / max(1, total)) == "cancelled":
-            return
-        by_series: dict[str, list[str]] = {}
-        for se, sop in todo:
-            by_series.setdefault(se, []).append(sop)
-        n = total - len(todo)
-        for se, group in by_series.items():
-            whole = len(group) >= STREAM_MIN and len(group) == sum(1 for x, _ in wanted if x == se)
+        total = len(wanted) + sum(stream.values())
+        n = total - len(todo) - sum(stream.values())
+
+        def report() -> str:
+            return _set(job_id, progress=min(1.0, n / max(1, total)), message=f"{n} of {total} instances",
+                        result={"total": total, "counts": _counts(node_id, study, series_uids, sops)})
+
+        def take(se: str, items) -> bool:
+            """Ingest (sop, bytes or None, why) items in batches; False when the job was cancelled."""
+            nonlocal n
             batch: list[tuple[str, bytes | None, str]] = []
-            for item in c.retrieve_many(study, se, group, whole_series=whole):
+            for item in items:
                 batch.append(item)
+                sops.add(item[0])
                 if len(batch) >= CHUNK:
                     _take_batch(rt, actor, job_id, node_id, study, se, batch, p.get("patient_id"))
                     n += len(batch)
                     batch = []
-                    if _set(job_id, progress=n / max(1, total), message=f"{n} of {total} instances",
-                            result={"total": total, "counts": _counts(node_id, study, series_uids, sops)}) == "cancelled":
-                        return
+                    if report() == "cancelled":
+                        return False
             if batch:
                 _take_batch(rt, actor, job_id, node_id, study, se, batch, p.get("patient_id"))
                 n += len(batch)
+            return True
+
+        if report() == "cancelled":
+            return
+        for se, expected in stream.items():
+            if not take(se, _prefetch(((sop, data, "") for sop, data in c.stream_series(study, se)), 2 * CHUNK)):
+                return
+            got = {sop for sop, _ in _recorded(node_id, se)}
+            if len(got) < expected:  # the stream came up short: list the series, fetch the rest one by one
+                rest = [sop for sop in c.list_instances(study, se) if sop and sop not in got]
+                if not take(se, _prefetch(c.retrieve_many(study, se, rest), 2 * CHUNK)):
+                    return
+        by_series: dict[str, list[str]] = {}
+        for se, sop in todo:
+            by_series.setdefault(se, []).append(sop)
+        for se, group in by_series.items():
+            whole = len(group) >= STREAM_MIN and len(group) == sum(1 for x, _ in wanted if x == se)
+            if not take(se, _prefetch(c.retrieve_many(study, se, group, whole_series=whole), 2 * CHUNK)):
+                return
     counts = _counts(node_id, study, series_uids, sops)
     failed = counts.get("rejected", 0) + counts.get("missing", 0)
     msg = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "nothing to pull"
     _set(job_id, status="done", finished_at=utcnow(), progress=1.0, message=msg,
-         result={"total": total, "counts": counts, "failed": failed})
+         result={"total": max(total, sum(counts.values())), "counts": counts, "failed": failed})
     audit.record(rt.engine, actor.username, actor.role, "pacs.pull_done", "success", object_type="job",
                  object_id=job_id, detail=msg[:200])
+
+
+def _recorded(node_id: int, series_uid: str) -> list[tuple[str, str]]:
+    with get_runtime().session() as s:
+        return list(s.exec(select(PacsInstance.sop_uid, PacsInstance.status).where(  # type: ignore[call-overload]
+            PacsInstance.node_id == node_id, PacsInstance.series_uid == series_uid)).all())
 
 
 def _take_batch(rt, actor: Actor, job_id: int, node_id: int, study: str, series: str,
@@ -269,15 +309,71 @@ def _take_batch(rt, actor: Actor, job_id: int, node_id: int, study: str, series:
     with rt.session() as s:
         have = set(s.exec(select(PacsInstance.sop_uid).where(
             PacsInstance.node_id == node_id, PacsInstance.sop_uid.in_([r[0] for r in rows]))).all())  # type: ignore[attr-defined]
-    for sop, status, reason, image_id in rows:
-        if sop in have:
-            continue  # recorded a moment ago by a retried run of this job
+    todo = [r for r in rows if r[0] not in have]  # the rest: recorded a moment ago by a retried run
+
+    def state(sop: str, status: str, reason: str, image_id: int | None) -> PacsInstance:
+        return PacsInstance(node_id=node_id, sop_uid=sop[:64], series_uid=series[:64], study_uid=study[:64],
+                            status=status, reason=reason[:255], image_id=image_id, job_id=job_id)
+
+    try:
+        with rt.session() as s:
+            s.add_all([state(*r) for r in todo])
+    except SAIntegrityError:  # another run of this job got there first for some: one at a time
+        for r in todo:
+            try:
+                with rt.session() as s:
+                    s.add(state(*r))
+            except SAIntegrityError:
+                pass
+
+
+def _prefetch(items, depth: int):
+    """Iterate `items` (a retrieve from the PACS) on a background thread, `depth` ahead, so that the
+    network transfer overlaps the ingest of what has arrived. Errors come out where they would have;
+    closing this generator (a cancelled job) stops the thread."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+    end = object()
+
+    def put(v) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(v, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        it = iter(items)
         try:
-            with rt.session() as s:
-                s.add(PacsInstance(node_id=node_id, sop_uid=sop[:64], series_uid=series[:64], study_uid=study[:64],
-                                   status=status, reason=reason[:255], image_id=image_id, job_id=job_id))
-        except SAIntegrityError:
-            pass
+            for v in it:
+                if not put((None, v)):
+                    return
+            put((None, end))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            put((exc, None))
+        finally:
+            close = getattr(it, "close", None)
+            if close:
+                close()
+
+    t = threading.Thread(target=run, name="pacs-prefetch", daemon=True)
+    t.start()
+    try:
+        while True:
+            exc, v = q.get()
+            if exc is not None:
+                raise exc
+            if v is end:
+                return
+            yield v
+    finally:
+        stop.set()
+        t.join(timeout=30)
 
 
 # ------------------------------------------------------------------------------------------ push
