@@ -115,6 +115,8 @@ def main() -> None:
             "rounds": args.rounds,
             "pull_time_vs_raw_series_retrieve_each_round": [round(r["ratio"], 2) for r in rounds],
             "pull_time_vs_raw_series_retrieve_median": round(med, 2),
+            "pull_s_each_round": [round(r["pull_s"], 3) for r in rounds],
+            "raw_series_s_each_round": [round(r["raw_series_s"], 3) for r in rounds],
             "pull_instances_per_s": round(args.n / mid["pull_s"], 1),
             "raw_retrieve_series_instances_per_s": round(args.n / mid["raw_series_s"], 1),
             "raw_retrieve_instance_loop_per_s": round(args.n / rounds[0]["raw_each_s"], 1),
