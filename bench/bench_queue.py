@@ -36,6 +36,9 @@ from PIL import Image as PILImage
 from core.config import PROJECT_ROOT
 
 
+CPU_THREADS = 0  # --cpu-threads
+
+
 def _pool(n: int) -> list[np.ndarray]:
     shared = PROJECT_ROOT.parent / "shared" / "data"
     try:
@@ -102,16 +105,14 @@ def run(files, workers: int, blob_url: str | None, env_extra: dict, fault: str |
     from core.services import ingest, users
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-queue-"))
-    env = dict(os.environ, MEDSHIELD_DATA_DIR=str(tmp / "data"), MEDSHIELD_QUIET_BOOTSTRAP="1",
-               MEDSHIELD_2FA_ROLES="", MEDSHIELD_BCRYPT_ROUNDS="4", MEDSHIELD_ADMIN_PASSWORD="bench-admin-1",
-               **env_extra)
-    env.pop("DATABASE_URL", None)
-    if "REDIS_URL" not in env_extra:
-        env.pop("REDIS_URL", None)
+    per_run = ("MEDSHIELD_BLOB_URL", "REDIS_URL", "MEDSHIELD_S3_ENDPOINT", "AWS_ACCESS_KEY_ID",
+               "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "DATABASE_URL")
+    env = {k: v for k, v in os.environ.items() if k not in per_run}  # nothing left over from the last run
+    env.update(MEDSHIELD_DATA_DIR=str(tmp / "data"), MEDSHIELD_QUIET_BOOTSTRAP="1", MEDSHIELD_2FA_ROLES="",
+               MEDSHIELD_BCRYPT_ROUNDS="4", MEDSHIELD_ADMIN_PASSWORD="bench-admin-1", **env_extra)
     if blob_url:
         env["MEDSHIELD_BLOB_URL"] = blob_url
-    for k in ("MEDSHIELD_BLOB_URL", "REDIS_URL", "MEDSHIELD_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-              "AWS_DEFAULT_REGION"):
+    for k in per_run:
         if k in env:
             os.environ[k] = env[k]
         else:
@@ -134,7 +135,9 @@ def run(files, workers: int, blob_url: str | None, env_extra: dict, fault: str |
     py = sys.executable
 
     def start_worker():
-        return subprocess.Popen([py, "-m", "core.worker", "--workers", "1"], env=env, cwd=PROJECT_ROOT,
+        threads = str(CPU_THREADS or max(1, (os.cpu_count() or 1) // workers))  # cores shared out, as cluster.sh
+        return subprocess.Popen([py, "-m", "core.worker", "--workers", "1", "--cpu-threads", threads], env=env,
+                                cwd=PROJECT_ROOT,
                                 stdout=subprocess.DEVNULL, stderr=open(tmp / f"worker-{time.time():.0f}.log", "w"))
 
     procs = [start_worker() for _ in range(workers)]
@@ -200,7 +203,8 @@ def run(files, workers: int, blob_url: str | None, env_extra: dict, fault: str |
     originals_left = sum(1 for r in protected if r.sha256 in stored and r.sha256 != r.blob_key)
     out = {
         "backend": "s3" if blob_url else "file", "queue": "redis" if env.get("REDIS_URL") else "sqlite",
-        "workers": workers, "fault": fault or "none", "images": n, "job_status": info.status,
+        "workers": workers, "cpu_threads_per_worker": CPU_THREADS or max(1, (os.cpu_count() or 1) // workers),
+        "fault": fault or "none", "images": n, "job_status": info.status,
         "ingest_images_per_s": round(n / ingest_s, 2),
         "protect_images_per_s": round(n / total_s, 3), "per_worker_images_per_s": round(n / total_s / workers, 3),
         "s_per_image_first_10pct": round(t_10 / (0.1 * n), 3) if t_10 else None,
@@ -223,7 +227,11 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--backends", default="file,s3")
     ap.add_argument("--faults", action="store_true")
+    ap.add_argument("--cpu-threads", type=int, default=0,
+                    help="compute threads per worker (default: the cores shared out among the workers)")
     args = ap.parse_args()
+    global CPU_THREADS
+    CPU_THREADS = args.cpu_threads
     os.environ["MEDSHIELD_2FA_ROLES"] = ""  # bench users sign in with a password only
     os.environ.setdefault("MEDSHIELD_QUIET_BOOTSTRAP", "1")
     files = _files(args.n)
@@ -235,7 +243,7 @@ def main() -> None:
 
         weed, s3 = start_seaweed(Path(tempfile.mkdtemp(prefix="bench-weed-")))
     try:
-        for backend in args.backends.split(","):
+        for backend in [b for b in args.backends.split(",") if b]:  # --backends "" : the fault runs only
             for w in [int(x) for x in args.workers.split(",")]:
                 url = f"s3://{s3['bucket']}/b-{uuid.uuid4().hex[:8]}" if backend == "s3" else None
                 results.append(run(files, w, url, s3.get("env", {}) if backend == "s3" else {}, None, weed))

@@ -19,6 +19,32 @@ _queues: dict[str, "Queue"] = {}
 HANDLERS: dict[str, tuple[Callable, int, int]] = {}  # name -> (function, retries, retry delay in s)
 
 
+_running = 0  # task handlers running in this process now
+
+
+def running() -> int:
+    """How many task handlers this process is running. The truth a worker checks its own row against:
+    Huey's completion signal is lost when the queue's store fails just as a task ends."""
+    return _running
+
+
+def _counted(fn: Callable) -> Callable:
+    import functools
+
+    @functools.wraps(fn)
+    def run(*a, **k):
+        global _running
+        with _lock:
+            _running += 1
+        try:
+            return fn(*a, **k)
+        finally:
+            with _lock:
+                _running -= 1
+
+    return run
+
+
 class Queue:
     """A Huey instance and the tasks registered on it (attribute access by handler name)."""
 
@@ -36,7 +62,7 @@ class Queue:
             self._add(task_name, fn, retries, delay)
 
     def _add(self, name: str, fn: Callable, retries: int, delay: int) -> None:
-        self.tasks[name] = self.huey.task(retries=retries, retry_delay=delay, name=name)(fn)
+        self.tasks[name] = self.huey.task(retries=retries, retry_delay=delay, name=name)(_counted(fn))
 
     def __getattr__(self, name: str) -> Callable:
         tasks = self.__dict__.get("tasks", {})

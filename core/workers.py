@@ -15,6 +15,7 @@ from huey.signals import SIGNAL_COMPLETE, SIGNAL_ERROR, SIGNAL_EXECUTING
 
 from sqlmodel import select
 
+from core import taskqueue
 from core.db.models import Worker, utcnow
 from core.runtime import Runtime
 
@@ -32,11 +33,16 @@ def register(rt: Runtime, name: str, backend: str, threads: int) -> None:
                      started_at=utcnow(), heartbeat_at=utcnow()))
 
 
-def beat(rt: Runtime, name: str) -> None:
+def beat(rt: Runtime, name: str, idle: bool = False) -> None:
+    """The worker is alive; `idle` (it has run no task for a beat or more): a current task its row still
+    shows is stale (the closing signal was lost with the queue's store) and is cleared, or it would
+    look busy forever and keep the others from re-queueing lost work."""
     with rt.session() as s:
         w = s.get(Worker, name)
         if w is not None:
             w.heartbeat_at = utcnow()
+            if idle and w.current_task:
+                w.current_task, w.current_job_id = "", None
             s.add(w)
 
 
@@ -109,11 +115,12 @@ def attach(rt: Runtime, huey, name: str, stop: threading.Event,
         _set_task(rt, name, "", None, "failed")
 
     def loop() -> None:
-        n = 0
+        n = idle_beats = 0
         while not stop.wait(BEAT_SECONDS):
             n += 1
+            idle_beats = idle_beats + 1 if taskqueue.running() == 0 else 0
             try:
-                beat(rt, name)
+                beat(rt, name, idle=idle_beats >= 2)
                 if on_dead is not None and n % 4 == 0 and (dead := reap(rt)):
                     on_dead(dead)
                 # an empty queue while a job is unfinished and no worker is busy: its tasks were lost

@@ -27,7 +27,7 @@ case "${1:-}" in
     bash scripts/install.sh
     mkdir -p "$RUN/seaweed"
     .venv/bin/weed server -dir="$RUN/seaweed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3 -s3.port=8333 \
-      -s3.config=deploy/seaweed-s3.json > "$RUN/seaweed.log" 2>&1 & echo $! > "$RUN/seaweed.pid"
+      -s3.port.iceberg=0 -s3.port.lance=0 -s3.config=deploy/seaweed-s3.json > "$RUN/seaweed.log" 2>&1 & echo $! > "$RUN/seaweed.pid"
     for _ in $(seq 1 60); do
       .venv/bin/python -c "import boto3,os;c=boto3.client('s3',endpoint_url=os.environ['MEDSHIELD_S3_ENDPOINT'],region_name='us-east-1');c.list_buckets()" 2>/dev/null && break
       sleep 1
@@ -36,8 +36,10 @@ case "${1:-}" in
 try: c.create_bucket(Bucket='medshield')
 except c.exceptions.BucketAlreadyOwnedByYou: pass"
     .venv/bin/python -m core.cli init
+    threads=$(( $(nproc) / workers )); [ "$threads" -ge 1 ] || threads=1  # the cores shared out, no oversubscription
     for i in $(seq 1 "$workers"); do
-      MEDSHIELD_DATA_DIR="$RUN/worker$i" .venv/bin/python -m core.worker --workers 2 > "$RUN/worker$i.log" 2>&1 &
+      MEDSHIELD_DATA_DIR="$RUN/worker$i" .venv/bin/python -m core.worker --workers 2 --cpu-threads "$threads" \
+        > "$RUN/worker$i.log" 2>&1 &
       echo $! > "$RUN/worker$i.pid"
     done
     for i in $(seq 1 "$apps"); do

@@ -55,7 +55,10 @@ def start_seaweed(d: Path, timeout: float = 60) -> tuple[subprocess.Popen, dict]
     proc = subprocess.Popen([weed, "server", f"-dir={d}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                              f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}", "-s3",
                              f"-s3.port={s3}", f"-s3.config={d / 's3.json'}", "-master.volumeSizeLimitMB=64",
-                             "-volume.max=20"], stdout=log, stderr=subprocess.STDOUT)
+                             "-volume.max=20",
+                             # its Iceberg and Lance listeners have fixed ports (8181...): off, so that two
+                             # stores (a test run and a bench) or another service never collide
+                             "-s3.port.iceberg=0", "-s3.port.lance=0"], stdout=log, stderr=subprocess.STDOUT)
     endpoint = f"http://127.0.0.1:{s3}"
     client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=KEY, aws_secret_access_key=SECRET,
                           region_name="us-east-1")

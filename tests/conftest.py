@@ -21,6 +21,7 @@ from core import runtime as runtime_mod  # noqa: E402
 from core.config import Limits, Settings  # noqa: E402
 from core.db.engine import create_db_engine  # noqa: E402
 from core.security import Actor  # noqa: E402
+from scripts.seaweed_local import BUCKET as S3_BUCKET, KEY as S3_KEY, SECRET as S3_SECRET  # noqa: E402
 
 PG_URL = os.environ.get("MEDSHIELD_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 ADMIN_PASSWORD = "admin-pass-123"
@@ -67,12 +68,27 @@ def _postgres_engine(schema: str):
     return _pg_engine
 
 
+# MEDSHIELD_TEST_BLOBS=s3: every runtime the tests configure keeps its blobs in SeaweedFS (a fresh prefix
+# each), so the same tests run on both backends (scripts/test.sh runs the storage, ingest, protect/restore
+# and batch modules again this way). Default: local files.
+TEST_BLOBS = os.environ.get("MEDSHIELD_TEST_BLOBS", "file")
+
+
 def make_settings(tmp_path: Path, database_url: str, **limits) -> Settings:
+    blob_url = f"s3://{S3_BUCKET}/t-{uuid.uuid4().hex[:10]}" if TEST_BLOBS == "s3" else None
     return Settings(
         data_dir=tmp_path / "data", database_url=database_url, redis_url=None,
         limits=Limits(**limits) if limits else Limits(), admin_username="admin",
-        admin_password=ADMIN_PASSWORD, bcrypt_rounds=4,
+        admin_password=ADMIN_PASSWORD, bcrypt_rounds=4, blob_url=blob_url,
     )
+
+
+@pytest.fixture(autouse=True)
+def _blobs_backend(request):
+    """With MEDSHIELD_TEST_BLOBS=s3, SeaweedFS runs and its endpoint and keys are in the environment."""
+    if TEST_BLOBS == "s3":
+        request.getfixturevalue("s3_env")
+    yield
 
 
 def _truncate_pg(engine) -> None:
@@ -162,9 +178,6 @@ def deploy_test_model(rt, task: str, path, name: str = "tiny"):
 
 
 # ---------------------------------------------------------------- a real S3-compatible object store
-
-from scripts.seaweed_local import BUCKET as S3_BUCKET, KEY as S3_KEY, SECRET as S3_SECRET  # noqa: E402
-
 
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory):
