@@ -43,7 +43,8 @@ def test_stored_content_addressed_with_checksum(rt, make_user):
         img = s.get(Image, rep.results[0].image_id)
     assert img.sha256 == digest and img.blob_key == digest and img.size_bytes == len(data)
     assert rt.store.get(digest) == data
-    assert rt.store.path_for(digest).parts[-3:] == (digest[:2], digest[2:4], digest)
+    if rt.store.url.startswith("file://"):  # on local files: the two-level fan-out layout
+        assert rt.store.path_for(digest).parts[-3:] == (digest[:2], digest[2:4], digest)
 
 
 def test_duplicates_are_detected(rt, make_user):

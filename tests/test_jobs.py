@@ -100,7 +100,8 @@ def test_killed_worker_loses_nothing(tmp_path, backend):
     q.huey.flush()
     job = jobs.enqueue_protect(tech, ids, detect=False)
     env = dict(os.environ, MEDSHIELD_DATA_DIR=str(settings.data_dir), DATABASE_URL=settings.database_url,
-               MEDSHIELD_ADMIN_PASSWORD="unused-admin-pass", MEDSHIELD_BCRYPT_ROUNDS="4")
+               MEDSHIELD_ADMIN_PASSWORD="unused-admin-pass", MEDSHIELD_BCRYPT_ROUNDS="4",
+               MEDSHIELD_BLOB_URL=settings.blob_url or "")  # the worker shares the test's blob store
     if redis_url:
         env["REDIS_URL"] = redis_url
     else:
@@ -153,7 +154,8 @@ def test_tasks_lost_by_the_queue_are_requeued_by_an_idle_worker(tmp_path):
     ids = [r.image_id for r in ingest.ingest_files(tech, [(f"{i}.png", png_bytes(64, 64, seed=400 + i))
                                                           for i in range(4)]).results]
     env = dict(os.environ, MEDSHIELD_DATA_DIR=str(settings.data_dir), DATABASE_URL=settings.database_url,
-               MEDSHIELD_ADMIN_PASSWORD="unused-admin-pass", MEDSHIELD_BCRYPT_ROUNDS="4", REDIS_URL=worker_redis)
+               MEDSHIELD_ADMIN_PASSWORD="unused-admin-pass", MEDSHIELD_BCRYPT_ROUNDS="4", REDIS_URL=worker_redis,
+               MEDSHIELD_BLOB_URL=settings.blob_url or "")
     redis.Redis.from_url(worker_redis).flushdb()
     w = _worker(env)
     try:
